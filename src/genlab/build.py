@@ -1,0 +1,133 @@
+"""Turn a validated :class:`~genlab.config.RunConfig` into objects.
+
+Reserved constructor keywords (filled by genlab, never by configs):
+``data_spec`` for models, ``dataset`` for metrics.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from genlab import registry
+from genlab.capabilities import check_requirements, missing
+from genlab.config import OPTIM_KEYS, ConfigError, RunConfig, validate_kwargs
+from genlab.data.base import DataSpec, Dataset
+from genlab.metrics.base import Metric
+from genlab.models.base import GenerativeModel
+from genlab.objectives.base import Objective
+
+MODEL_RESERVED = ("data_spec",)
+METRIC_RESERVED = ("dataset",)
+
+
+def split(section: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    d = dict(section)
+    return d.pop("name"), d
+
+
+def _lookup(table: str, name: str) -> Any:
+    try:
+        return registry.lookup(table, name)
+    except KeyError as e:
+        raise ConfigError(e.args[0]) from None
+
+
+def dataset_class(builder: Any) -> type:
+    """The dataset class a builder returns (from its return annotation)."""
+    if inspect.isclass(builder):
+        return builder
+    ret = typing.get_type_hints(builder).get("return", Dataset)
+    return ret if inspect.isclass(ret) else Dataset
+
+
+def fitting(table: str, model_cls: type) -> list[str]:
+    """Names in ``table`` whose requirements ``model_cls`` meets."""
+    return [n for n, c in registry.TABLES[table].items() if not missing(getattr(c, "requires", ()), model_cls)]
+
+
+def check_metric(name: str, model_cls: type, model_name: str, data_cls: type, data_name: str) -> None:
+    cls = _lookup("metrics", name)
+    check_requirements(f"metric '{name}'", cls.requires, model_cls, model_name, fitting("metrics", model_cls))
+    for need in cls.requires_data:
+        if not issubclass(data_cls, need):
+            raise ConfigError(f"metric '{name}' needs a dataset of kind {need.__name__}; '{data_name}' is not one")
+
+
+def validate(cfg: RunConfig) -> None:
+    """Check every name, key and capability pairing; raise before anything is built."""
+    dname, dkw = split(cfg.data)
+    dfn = _lookup("datasets", dname)
+    validate_kwargs(dfn, dkw, where=f"data '{dname}'")
+    mname, mkw = split(cfg.model)
+    mcls = _lookup("models", mname)
+    validate_kwargs(mcls, mkw, where=f"model '{mname}'", reserved=MODEL_RESERVED)
+    oname, okw = split(cfg.objective)
+    ocls = _lookup("objectives", oname)
+    validate_kwargs(ocls, okw, where=f"objective '{oname}'")
+    check_requirements(f"objective '{oname}'", ocls.requires, mcls, mname, fitting("objectives", mcls))
+    for m in cfg.eval.metrics:
+        check_metric(m, mcls, mname, dataset_class(dfn), dname)
+    players = ocls.players
+    for where, keys in (("train.schedule", cfg.train.schedule), ("train.optim", cfg.train.optim)):
+        for p in keys:
+            if p not in players:
+                raise ConfigError(f"{where}: unknown player {p!r}; objective '{oname}' has players "
+                                  f"{', '.join(players)}")
+    for p, over in cfg.train.optim.items():
+        bad = [k for k in over if k not in OPTIM_KEYS]
+        if bad:
+            raise ConfigError(f"train.optim.{p}: unknown key {bad[0]!r}; valid keys: {', '.join(OPTIM_KEYS)}")
+
+
+@dataclass
+class Experiment:
+    dataset: Dataset
+    model: GenerativeModel
+    objective: Objective
+
+
+def build_dataset(section: dict[str, Any]) -> Dataset:
+    name, kw = split(section)
+    fn = _lookup("datasets", name)
+    return fn(**validate_kwargs(fn, kw, where=f"data '{name}'"))
+
+
+def build_model(section: dict[str, Any], data_spec: DataSpec, seed: int) -> GenerativeModel:
+    """Build a model with weights initialised from ``seed`` (global RNG untouched)."""
+    name, kw = split(section)
+    cls = _lookup("models", name)
+    validate_kwargs(cls, kw, where=f"model '{name}'", reserved=MODEL_RESERVED)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return cls(data_spec=data_spec, **kw)
+
+
+def build_objective(section: dict[str, Any], model: GenerativeModel, data_spec: DataSpec, seed: int) -> Objective:
+    name, kw = split(section)
+    cls = _lookup("objectives", name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 7919)
+        obj = cls(**validate_kwargs(cls, kw, where=f"objective '{name}'"))
+        obj.setup(model, data_spec)
+    return obj
+
+
+def build_metric(name: str, dataset: Dataset | None = None, **kwargs: Any) -> Metric:
+    cls = _lookup("metrics", name)
+    if "dataset" in inspect.signature(cls).parameters:
+        kwargs["dataset"] = dataset
+    return cls(**kwargs)
+
+
+def build(cfg: RunConfig) -> Experiment:
+    """Validate, then build dataset, model and objective (helper nets included)."""
+    validate(cfg)
+    dataset = build_dataset(cfg.data)
+    model = build_model(cfg.model, dataset.spec, cfg.seed)
+    objective = build_objective(cfg.objective, model, dataset.spec, cfg.seed)
+    return Experiment(dataset, model, objective)

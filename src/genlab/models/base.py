@@ -1,0 +1,176 @@
+"""Capability protocols for generative models.
+
+A model *declares* what it can do by the abstract classes it inherits; objectives
+and metrics state what they need (``requires = (DensityModel,)``) and
+:func:`genlab.capabilities.check_requirements` compares the two before any
+training starts. Models never compute a training loss.
+
+Shapes: ``event_shape`` is the shape of one sample, e.g. ``(2,)`` for points or
+``(C, H, W)`` for images. ``sample(sample_shape)`` returns
+``(*sample_shape, *event_shape)``; ``log_prob(x)`` takes ``(B, *event_shape)`` and
+returns ``(B,)``.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+def _as_shape(sample_shape: int | Sequence[int] | torch.Size) -> torch.Size:
+    if isinstance(sample_shape, int):
+        return torch.Size((sample_shape,))
+    return torch.Size(sample_shape)
+
+
+class GenerativeModel(nn.Module, ABC):
+    """Every model can draw samples. Subclasses implement ``_sample(n, generator)``.
+
+    ``event_shape`` must be set by the constructor. ``generator`` is an optional
+    ``torch.Generator``; the library never seeds globally.
+    """
+
+    event_shape: torch.Size
+
+    def sample(self, sample_shape: int | Sequence[int] = (), *,
+               generator: torch.Generator | None = None) -> Tensor:
+        """Draw samples without gradients: ``(*sample_shape, *event_shape)``."""
+        shape = _as_shape(sample_shape)
+        with torch.no_grad():
+            x = self._sample(max(1, math.prod(shape)), generator)
+        return x.reshape(*shape, *self.event_shape)
+
+    @abstractmethod
+    def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
+        """Return ``(n, *event_shape)`` samples."""
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        for b in self.buffers():
+            return b.device
+        return torch.device("cpu")
+
+
+class ReparameterizedModel(GenerativeModel):
+    """A model whose samples are a differentiable function of its parameters.
+
+    This is the capability every adversarial (critic-based) objective needs.
+    """
+
+    def rsample(self, sample_shape: int | Sequence[int] = (), *,
+                generator: torch.Generator | None = None) -> Tensor:
+        """Draw samples that carry gradients: ``(*sample_shape, *event_shape)``."""
+        shape = _as_shape(sample_shape)
+        x = self._rsample(max(1, math.prod(shape)), generator)
+        return x.reshape(*shape, *self.event_shape)
+
+    @abstractmethod
+    def _rsample(self, n: int, generator: torch.Generator | None) -> Tensor:
+        """Return ``(n, *event_shape)`` reparameterised samples."""
+
+    def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
+        return self._rsample(n, generator)
+
+
+class DensityModel(GenerativeModel):
+    """A prescribed model with an exact (normalised) ``log_prob``."""
+
+    @abstractmethod
+    def log_prob(self, x: Tensor) -> Tensor:
+        """``x``: ``(B, *event_shape)`` in model space -> ``(B,)`` log density (nats)."""
+
+
+class DiscreteDensityModel(DensityModel):
+    """A density model over discrete data (categorical outputs over ``data_spec.levels``).
+
+    ``log_prob(x)`` is a log *probability mass* of ``x`` given in model space at the
+    exact level values ``spec.to_model(k)``, ``k = 0..levels-1``; likelihood
+    objectives do not dequantise for such models.
+    """
+
+
+class Flow(DensityModel, ReparameterizedModel):
+    """A bijection ``x = f(z)`` applied to a base distribution.
+
+    ``forward_and_log_det(z)`` maps base to data and returns
+    ``log|det df/dz|`` per sample; ``inverse_and_log_det(x)`` maps data to base
+    and returns ``log|det df^{-1}/dx|``.
+    """
+
+    @abstractmethod
+    def forward_and_log_det(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``z``: ``(B, *event_shape)`` -> ``(x, log_det (B,))``."""
+
+    @abstractmethod
+    def inverse_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``x``: ``(B, *event_shape)`` -> ``(z, log_det (B,))``."""
+
+
+class LatentVariableModel(GenerativeModel):
+    """``p(x) = ∫ p(x|z) p(z) dz`` with an explicit prior and decoder.
+
+    ``prior()`` and ``likelihood(z)`` return ``torch.distributions`` objects whose
+    ``event_shape`` are ``latent_shape`` and ``event_shape``. Amortised posteriors
+    are owned by objectives (an encoder is a helper network of the variational
+    objective), so this protocol does not require one.
+    """
+
+    latent_shape: torch.Size
+
+    @abstractmethod
+    def prior(self) -> torch.distributions.Distribution:
+        """The prior over codes, event shape ``latent_shape``."""
+
+    @abstractmethod
+    def likelihood(self, z: Tensor) -> torch.distributions.Distribution:
+        """``p(x | z)`` for codes ``z`` of shape ``(B, *latent_shape)``."""
+
+
+class DecoderModel(ReparameterizedModel):
+    """An implicit model ``x = g(z)``, ``z ~ N(0, I)``: a GAN generator.
+
+    The prior is always the standard normal over ``latent_shape``. Exposes the code so that decoder-based evaluation (AIS under a Gaussian
+    observation model, Wu et al. 2017, arXiv 1611.04273) can use it.
+    """
+
+    latent_shape: torch.Size
+
+    def prior(self) -> torch.distributions.Distribution:
+        """``N(0, I)`` over ``latent_shape``."""
+        return standard_normal(self.latent_shape, self.device)
+
+    @abstractmethod
+    def decode(self, z: Tensor) -> Tensor:
+        """``z``: ``(B, *latent_shape)`` -> ``(B, *event_shape)``."""
+
+    def _rsample(self, n: int, generator: torch.Generator | None) -> Tensor:
+        z = torch.randn(n, *self.latent_shape, generator=generator, device=self.device)
+        return self.decode(z)
+
+
+def standard_normal(shape: Sequence[int], device: torch.device | str = "cpu") -> torch.distributions.Distribution:
+    """``N(0, I)`` with event shape ``shape``."""
+    zeros = torch.zeros(*shape, device=device)
+    return torch.distributions.Independent(torch.distributions.Normal(zeros, torch.ones_like(zeros)), len(shape))
+
+
+class EnergyModel(GenerativeModel):
+    """An unnormalised model ``p(x) ∝ exp(-E(x))``; sampled by MCMC."""
+
+    @abstractmethod
+    def energy(self, x: Tensor) -> Tensor:
+        """``x``: ``(B, *event_shape)`` -> ``(B,)`` energies."""
+
+
+class ScoreModel(GenerativeModel):
+    """A noise-conditional score network ``s(x, σ) ≈ ∇_x log p_σ(x)`` (NCSN, arXiv 1907.05600)."""
+
+    @abstractmethod
+    def score(self, x: Tensor, sigma: Tensor) -> Tensor:
+        """``x``: ``(B, *event_shape)``, ``sigma``: ``(B,)`` -> ``(B, *event_shape)``."""

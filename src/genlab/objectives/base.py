@@ -1,0 +1,67 @@
+"""Learning principles.
+
+An :class:`Objective` names its *players* (``players = ("generator", "critic")``,
+or ``("model",)`` for likelihood), owns its helper networks (critics, encoders),
+and computes each player's loss. It never holds the model's weights: the model is
+passed in to every call. The training engine steps players by a schedule and has
+no objective-specific branches.
+
+Protocol::
+
+    obj.setup(model, data_spec)        # build helper nets once, before optimisers
+    obj.player_parameters(model)       # {player: [params]} -> one optimiser each
+    obj.loss(player, model, x, generator=g) -> LossOutput(loss, logs)
+    obj.after_step(player)             # e.g. weight clipping of a WGAN critic
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from genlab.data.base import DataSpec
+from genlab.models.base import GenerativeModel
+
+
+@dataclass
+class LossOutput:
+    """A scalar loss to minimise and floats to log (``logs`` keys get the player prefix)."""
+
+    loss: Tensor
+    logs: dict[str, float] = field(default_factory=dict)
+
+
+class Objective(nn.Module, ABC):
+    """Base of every learning principle. ``players[0]`` updates the model's weights."""
+
+    requires: ClassVar[tuple[type, ...]] = (GenerativeModel,)
+    players: ClassVar[tuple[str, ...]] = ("model",)
+
+    def setup(self, model: GenerativeModel, data_spec: DataSpec) -> None:
+        """Build helper networks sized for the data. Default: none."""
+
+    def player_parameters(self, model: GenerativeModel) -> dict[str, list[nn.Parameter]]:
+        """Parameters each player's optimiser steps. Default: the first player owns the
+        model's parameters, the others split this objective's helper networks by
+        :meth:`helper_modules`."""
+        params = {self.players[0]: list(model.parameters())}
+        for player, modules in self.helper_modules().items():
+            params.setdefault(player, [])
+            params[player] += [p for m in modules for p in m.parameters()]
+        return params
+
+    def helper_modules(self) -> dict[str, list[nn.Module]]:
+        """``{player: [modules]}`` of helper networks. Default: none."""
+        return {}
+
+    @abstractmethod
+    def loss(self, player: str, model: GenerativeModel, x: Tensor, *,
+             generator: torch.Generator | None = None) -> LossOutput:
+        """``x``: a batch ``(B, *event_shape)`` of data in model space."""
+
+    def after_step(self, player: str) -> None:
+        """Called after ``player``'s optimiser step. Default: nothing."""
