@@ -68,8 +68,8 @@ def validate(cfg: RunConfig) -> None:
     validate_kwargs(mcls, mkw, where=f"model '{mname}'", reserved=MODEL_RESERVED)
     oname, okw = split(cfg.objective)
     ocls = _lookup("objectives", oname)
-    validate_kwargs(ocls, okw, where=f"objective '{oname}'")
     check_requirements(f"objective '{oname}'", ocls.requires, mcls, mname, fitting("objectives", mcls))
+    validate_kwargs(ocls, okw, where=f"objective '{oname}'")
     for m in cfg.eval.metrics:
         check_metric(m, mcls, mname, dataset_class(dfn), dname)
     players = ocls.players

@@ -105,7 +105,7 @@ class TrainConfig:
     warmup_steps: int = 0
     grad_clip: float | None = None
     ema: float | None = None
-    ckpt_every: int = 0
+    ckpt_every: int = 500
     log_every: int = 50
     sample_every: int = 0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
@@ -126,7 +126,7 @@ class EvalConfig:
     n: int = 2500
     every: int = 0
     seed: int = 0
-    features: str = "auto"
+    args: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass

@@ -7,33 +7,113 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from genlab.data import digits as _digits
+from genlab.data import files as _files
+from genlab.data import sequences as _seq
+from genlab.data import sphere as _sphere
 from genlab.data import synthetic as _syn
+from genlab.metrics.c2st import C2ST
+from genlab.metrics.fid import FID
+from genlab.metrics.inception_score import InceptionScore
+from genlab.metrics.kid import KID
+from genlab.metrics.memorization import Memorization
+from genlab.metrics.mmd import MMD
 from genlab.metrics.modes import ModeCoverage
+from genlab.metrics.msssim import MSSSIM
+from genlab.metrics.prdc import PRDC
+from genlab.metrics.bpd import BitsPerDim
+from genlab.metrics.ais import AISDecoder, AISLatent
+from genlab.metrics.critic import IndependentCritic
+from genlab.metrics.iwae import IWAEBound
+from genlab.models.autoregressive import PixelCNN, Transformer, WaveNet
+from genlab.models.flows import IAF, MAF, Glow, MADEFlow, RealNVP
+from genlab.models.flows.circular_conv import ConvFlow
+from genlab.models.flows.residual import ResidualFlow
+from genlab.models.flows.sphere import SphereFlow
 from genlab.models.gan import ConvGenerator, MLPGenerator
+from genlab.models.independent import IndependentPixels
+from genlab.models.linear_gaussian import LinearGaussian
 from genlab.objectives.adversarial import MinimaxGAN, NonSaturatingGAN
+from genlab.objectives.cramer import CramerGAN
+from genlab.objectives.density_ratio import RatioMatching
+from genlab.objectives.fgan import FGAN
+from genlab.objectives.hinge import HingeGAN
+from genlab.objectives.likelihood import MaximumLikelihood
+from genlab.objectives.lsgan import LeastSquaresGAN
+from genlab.objectives.mmd import GMMN
+from genlab.objectives.mmd_gan import MMDGAN
+from genlab.objectives.wasserstein import WGANGP, WassersteinGAN
 
 # --- data -------------------------------------------------------------------
 DATASETS: dict[str, Callable[..., Any]] = {
     "ring8": _syn.ring8,
     "grid25": _syn.grid25,
     "digits": _digits.digits,
+    "moons": _syn.moons,
+    "spiral": _syn.spiral,
+    "checkerboard": _syn.checkerboard,
+    "pinwheel": _syn.pinwheel,
+    "swissroll": _syn.swissroll,
+    "mnist": _files.mnist,
+    "cifar10": _files.cifar10,
+    "image_folder": _files.image_folder,
+    "array": _files.array,
+    "wav": _files.wav,
+    "sines": _seq.sines,
+    "vmf_s2": _sphere.vmf_s2,
+    "vmf_s1": _sphere.vmf_s1,
 }
 
 # --- models -----------------------------------------------------------------
 MODELS: dict[str, type] = {
+    "linear_gaussian": LinearGaussian,
     "mlp_generator": MLPGenerator,
     "conv_generator": ConvGenerator,
+    "realnvp": RealNVP,
+    "glow": Glow,
+    "made": MADEFlow,
+    "maf": MAF,
+    "iaf": IAF,
+    "residual_flow": ResidualFlow,
+    "conv_flow": ConvFlow,
+    "sphere_flow": SphereFlow,
+    "independent_pixels": IndependentPixels,
+    "pixelcnn": PixelCNN,
+    "wavenet": WaveNet,
+    "transformer": Transformer,
 }
 
 # --- objectives -------------------------------------------------------------
 OBJECTIVES: dict[str, type] = {
     "gan": MinimaxGAN,
     "nsgan": NonSaturatingGAN,
+    "fgan": FGAN,
+    "lsgan": LeastSquaresGAN,
+    "hinge": HingeGAN,
+    "wgan": WassersteinGAN,
+    "wgan-gp": WGANGP,
+    "cramer": CramerGAN,
+    "gmmn": GMMN,
+    "mmd-gan": MMDGAN,
+    "ratio": RatioMatching,
+    "mle": MaximumLikelihood,
 }
 
 # --- metrics ----------------------------------------------------------------
 METRICS: dict[str, type] = {
+    "ais": AISDecoder,
+    "ais_latent": AISLatent,
+    "iwae": IWAEBound,
+    "critic": IndependentCritic,
     "modes": ModeCoverage,
+    "fid": FID,
+    "kid": KID,
+    "is": InceptionScore,
+    "prdc": PRDC,
+    "msssim": MSSSIM,
+    "mmd": MMD,
+    "c2st": C2ST,
+    "memorization": Memorization,
+    "bpd": BitsPerDim,
 }
 
 TABLES = {"datasets": DATASETS, "models": MODELS, "objectives": OBJECTIVES, "metrics": METRICS}

@@ -1,12 +1,30 @@
 """Critic-based ("learning by comparison") objectives: the shared machinery.
 
-A critic ``D: (B, *event_shape) -> (B,)`` compares data with model samples; the
-generator learns from that comparison. Any model with ``rsample`` can be the
-generator (MLP and conv generators, flows, VAE decoders). Subclasses give the two
-losses from critic outputs on real and fake batches::
+A critic ``D`` compares data with model samples; the generator learns from that
+comparison. Any model with ``rsample`` can be the generator (MLP and conv
+generators, flows, VAE decoders): the objective only calls
+``model.rsample(n, generator=...)``. The critic net is owned by the objective
+and sized from ``data_spec`` in :meth:`AdversarialObjective.setup`.
+
+Regularisers shared by every critic objective are constructor options:
+
+* ``penalty``: a list like ``[{name: gp, weight: 10}]`` of gradient penalties
+  (``gp``, ``gp-one-sided``, ``dragan``, ``r1``, ``r2``; see
+  :mod:`genlab.objectives.penalties`), added to the critic's loss;
+* ``spectral_norm``: spectral normalisation of every linear and conv layer of the
+  critic (Miyato et al. 2018, arXiv 1802.05957);
+* ``pack``: PacGAN packing, the critic sees ``pack`` samples concatenated
+  (arXiv 1712.04086; :mod:`genlab.objectives.packing`).
+
+:class:`CriticObjective` holds all of that; :class:`AdversarialObjective` adds the
+scalar-critic protocol. Its subclasses give two losses from critic outputs ``(B,)``::
 
     critic_loss(d_real, d_fake) -> Tensor
-    generator_loss(d_fake, d_real) -> Tensor
+    generator_loss(d_fake, d_real) -> Tensor      # d_real only if uses_real_in_generator
+
+and optionally ``estimate(d_real, d_fake)``, the divergence the critic estimates.
+Objectives whose critic outputs features (Cramer, MMD-GAN) subclass
+:class:`CriticObjective` and implement ``loss`` themselves.
 """
 
 from __future__ import annotations
@@ -22,44 +40,143 @@ from genlab.data.base import DataSpec
 from genlab.models.base import GenerativeModel, ReparameterizedModel
 from genlab.nets.build import build_encoder
 from genlab.objectives.base import LossOutput, Objective
+from genlab.objectives.packing import pack, packed_shape
+from genlab.objectives.penalties import CriticFn, Penalty
 
 
-class AdversarialObjective(Objective):
-    """Base for objectives with a ``generator`` and a ``critic``.
+def apply_spectral_norm(net: nn.Module) -> nn.Module:
+    """Spectrally normalise every ``Linear`` and ``Conv*`` layer of ``net`` in place."""
+    for name, child in list(net.named_children()):
+        if isinstance(child, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            setattr(net, name, nn.utils.parametrizations.spectral_norm(child))
+        else:
+            apply_spectral_norm(child)
+    return net
 
-    ``critic``: net spec ``{name: auto|mlp|conv, **kwargs}``.
+
+class CriticObjective(Objective):
+    """Base for objectives with a ``generator`` and a ``critic`` net (scalar or feature
+    output). Owns the critic, packing, spectral normalisation and penalties;
+    subclasses implement :meth:`loss`.
+
+    ``critic``: net spec ``{name: auto|mlp|conv, **kwargs}``; ``penalty``: list of
+    ``{name, weight, **options}``; ``spectral_norm``: normalise critic layers;
+    ``pack``: samples per critic input.
     """
 
     requires: ClassVar[tuple[type, ...]] = (ReparameterizedModel,)
     players: ClassVar[tuple[str, ...]] = ("generator", "critic")
 
-    def __init__(self, *, critic: dict[str, Any] | None = None):
+    def __init__(self, *, critic: dict[str, Any] | None = None, penalty: list[dict] | None = None,
+                 spectral_norm: bool = False, pack: int = 1):
         super().__init__()
+        if pack < 1:
+            raise ValueError(f"pack must be >= 1 (samples per critic input), got {pack}")
         self.critic_spec = dict(critic or {})
+        self.penalties = [Penalty(p) for p in (penalty or [])]
+        self.spectral_norm = spectral_norm
+        self.pack = pack
         self.critic: nn.Module | None = None
 
+    # --- construction ---------------------------------------------------------
+    def critic_out_features(self) -> int:
+        """Width of the critic's output: 1 for scalar critics, ``k`` for feature critics."""
+        return 1
+
     def setup(self, model: GenerativeModel, data_spec: DataSpec) -> None:
-        self.critic = build_encoder(self.critic_spec, in_shape=data_spec.event_shape, out_features=1)
+        in_shape = packed_shape(data_spec.event_shape, self.pack)
+        self.critic = build_encoder(self.critic_spec, in_shape=in_shape, out_features=self.critic_out_features())
+        if self.spectral_norm:
+            apply_spectral_norm(self.critic)
 
     def helper_modules(self) -> dict[str, list[nn.Module]]:
-        return {"critic": [self.critic]}
+        return {"critic": [self._critic()]}
+
+    def _critic(self) -> nn.Module:
+        if self.critic is None:
+            raise RuntimeError(f"{type(self).__name__}.setup(model, data_spec) must be called before use "
+                               "(it builds the critic)")
+        return self.critic
+
+    # --- critic evaluation ------------------------------------------------------
+    def packed(self, x: Tensor) -> Tensor:
+        """``(B, *event_shape)`` -> the critic's input ``(B // pack, ...)``."""
+        return pack(x, self.pack)
+
+    def critic_net(self, xp: Tensor) -> Tensor:
+        """Critic output on packed input: ``(N, out_features)``, squeezed to ``(N,)`` when 1."""
+        out = self._critic()(xp)
+        return out.squeeze(-1) if out.shape[-1] == 1 else out
 
     def critic_fn(self, x: Tensor) -> Tensor:
-        """Critic output ``(B,)``."""
-        return self.critic(x).squeeze(-1)
+        """Critic output on samples ``(B, *event_shape)`` (packed first): ``(B // pack,)``."""
+        return self.critic_net(self.packed(x))
+
+    def penalty_terms(self, fn: CriticFn, real_p: Tensor, fake_p: Tensor,
+                      generator: torch.Generator | None) -> tuple[Tensor, dict[str, float]]:
+        """Sum of configured penalties on packed inputs, and their values for logging."""
+        total = real_p.new_zeros(())
+        logs: dict[str, float] = {}
+        for p in self.penalties:
+            v = p(fn, real_p, fake_p, generator)
+            total = total + v
+            logs[f"penalty/{p.name}"] = v.item()
+        return total, logs
+
+    @abstractmethod
+    def divergence_estimate(self, real: Tensor, fake: Tensor) -> float:
+        """The critic's current estimate of the divergence between data ``real`` and
+        samples ``fake`` (``(N, *event_shape)``)."""
+
+
+class AdversarialObjective(CriticObjective):
+    """Critic objectives with a scalar critic ``D: (B, *event_shape) -> (B,)``;
+    subclasses give :meth:`critic_loss` and :meth:`generator_loss`."""
+
+    #: Whether :meth:`generator_loss` needs the critic's outputs on data.
+    uses_real_in_generator: ClassVar[bool] = False
 
     def loss(self, player: str, model: GenerativeModel, x: Tensor, *,
              generator: torch.Generator | None = None) -> LossOutput:
-        fake = model.rsample(x.shape[0], generator=generator)
         if player == "critic":
-            fake = fake.detach()
-            d_real, d_fake = self.critic_fn(x), self.critic_fn(fake)
-            loss = self.critic_loss(d_real, d_fake)
-            return LossOutput(loss, {"loss": loss.item(), "d_real": d_real.mean().item(),
-                                     "d_fake": d_fake.mean().item()})
-        loss = self.generator_loss(self.critic_fn(fake), None)
+            with torch.no_grad():
+                fake = model.rsample(x.shape[0], generator=generator)
+            return self.critic_step(x, fake.detach(), generator)
+        if player == "generator":
+            return self.generator_step(x, model, generator)
+        raise ValueError(f"{type(self).__name__} has players {self.players}, got {player!r}")
+
+    def critic_step(self, real: Tensor, fake: Tensor, generator: torch.Generator | None) -> LossOutput:
+        """Critic loss on data ``real`` and detached samples ``fake`` (both ``(B, *event_shape)``)."""
+        rp, fp = self.packed(real), self.packed(fake)
+        d_real, d_fake = self.critic_net(rp), self.critic_net(fp)
+        loss = self.critic_loss(d_real, d_fake)
+        logs = {"loss": loss.item(), "d_real": d_real.mean().item(), "d_fake": d_fake.mean().item()}
+        est = self.estimate(d_real.detach(), d_fake.detach())
+        if est is not None:
+            logs["estimate"] = est.item()
+        if self.penalties:
+            pen, plogs = self.penalty_terms(self.critic_net, rp, fp, generator)
+            loss = loss + pen
+            logs.update(plogs)
+        return LossOutput(loss, logs)
+
+    def generator_step(self, real: Tensor, model: GenerativeModel,
+                       generator: torch.Generator | None) -> LossOutput:
+        fake = model.rsample(real.shape[0], generator=generator)
+        d_real = self.critic_fn(real) if self.uses_real_in_generator else None
+        loss = self.generator_loss(self.critic_fn(fake), d_real)
         return LossOutput(loss, {"loss": loss.item()})
 
+    @torch.no_grad()
+    def divergence_estimate(self, real: Tensor, fake: Tensor) -> float:
+        """``estimate`` on critic outputs for ``real`` and ``fake``; raises if there is none."""
+        est = self.estimate(self.critic_fn(real), self.critic_fn(fake))
+        if est is None:
+            raise NotImplementedError(f"{type(self).__name__} does not estimate a divergence")
+        return float(est)
+
+    # --- what subclasses give -----------------------------------------------------
     @abstractmethod
     def critic_loss(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
         """Loss the critic minimises, from its outputs ``(B,)`` on data and samples."""
@@ -68,11 +185,17 @@ class AdversarialObjective(Objective):
     def generator_loss(self, d_fake: Tensor, d_real: Tensor | None) -> Tensor:
         """Loss the generator minimises, from the critic's outputs on its samples."""
 
+    def estimate(self, d_real: Tensor, d_fake: Tensor) -> Tensor | None:
+        """The divergence the optimal critic's outputs estimate, or None. Default: None."""
+        return None
+
 
 class MinimaxGAN(AdversarialObjective):
     """The original GAN (Goodfellow et al. 2014, arXiv 1406.2661): a classifier
     ``D = sigmoid(logit)`` estimates the class probability of data versus samples,
-    and the generator minimises ``E log(1 - D(G(z)))`` (saturates when D wins)."""
+    and the generator minimises ``E log(1 - D(G(z)))`` (saturates when D wins).
+
+    With the optimal critic, ``-critic_loss = 2 JS(P, Q) - log 4``."""
 
     def critic_loss(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
         return F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
@@ -80,10 +203,15 @@ class MinimaxGAN(AdversarialObjective):
     def generator_loss(self, d_fake: Tensor, d_real: Tensor | None) -> Tensor:
         return -F.softplus(d_fake).mean()
 
+    def estimate(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
+        """``2 JS - log 4`` (the GAN divergence)."""
+        return -self.critic_loss(d_real, d_fake)
+
 
 class NonSaturatingGAN(MinimaxGAN):
-    """The non-saturating GAN: the same classifier, but the generator minimises
-    ``-E log D(G(z))``, which gives strong gradients when D rejects the samples."""
+    """The non-saturating GAN (Goodfellow et al. 2014, arXiv 1406.2661): the same
+    classifier, but the generator minimises ``-E log D(G(z))``, which gives strong
+    gradients when D rejects the samples (Fedus et al. 2018, arXiv 1710.08446)."""
 
     def generator_loss(self, d_fake: Tensor, d_real: Tensor | None) -> Tensor:
         return F.softplus(-d_fake).mean()

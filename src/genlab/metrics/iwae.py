@@ -1,0 +1,108 @@
+"""The importance-weighted bound on ``log p(x)`` of a latent-variable model (Burda et
+al. 2015, arXiv 1509.00519), metric ``iwae``.
+
+``L_K(x) = log (1/K) sum_k p(z_k) p(x | z_k) / q(z_k | x)``, ``z_k ~ q(. | x)``: a
+stochastic lower bound whose expectation increases with ``k`` to ``log p(x)``.
+
+The proposal ``q``: amortised encoders are owned by variational objectives, not by
+models, so a metric built from a config cannot reach one. Configs therefore get
+``proposal: prior`` (``q = p(z)``: plain importance sampling of the marginal, valid
+but loose; use a large ``k``). From Python, pass ``proposal_fn(model, x_model) ->
+Distribution`` (batch shape ``(B,)``, event shape ``latent_shape``), e.g. an
+objective's encoder or, for :class:`~genlab.models.linear_gaussian.LinearGaussian`,
+its exact posterior. Values are in data space as in :mod:`genlab.metrics.ais`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Literal
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution
+
+from genlab.data.base import Dataset, DataSpec
+from genlab.metrics.base import ModelMetric
+from genlab.models.base import LatentVariableModel
+from genlab.sampling.importance import iwae_bound
+
+ProposalFn = Callable[[LatentVariableModel, Tensor], Distribution]
+
+
+class IWAEBound(ModelMetric):
+    """IWAE bound with ``k`` importance samples: nats per example and bits/dim."""
+
+    requires = (LatentVariableModel,)
+    higher_is_better = {"iwae_log_px": True, "iwae_bpd": False}
+
+    def __init__(self, *, k: int = 1000, proposal: Literal["prior"] = "prior",
+                 proposal_fn: ProposalFn | None = None, chunk_size: int = 250, batch_size: int = 64,
+                 max_examples: int = 2500, seed: int = 0, dataset: Dataset | None = None,
+                 data_spec: DataSpec | None = None):
+        if k < 1:
+            raise ValueError(f"iwae: k (importance samples) must be >= 1, got {k}")
+        if proposal != "prior":
+            raise ValueError(f"iwae: unknown proposal {proposal!r}; configs support 'prior'; "
+                             "pass proposal_fn from Python for an encoder")
+        self.k, self.proposal_fn, self.chunk_size = k, proposal_fn, chunk_size
+        self.batch_size, self.max_examples, self.seed = batch_size, max_examples, seed
+        self.spec = dataset.spec if dataset is not None else data_spec
+        self.reset()
+
+    def reset(self) -> None:
+        self._log_px: list[Tensor] = []
+        self._dim: int | None = None
+        self._gen: torch.Generator | None = None
+
+    def _proposal(self, model: LatentVariableModel, xm: Tensor) -> Distribution:
+        if self.proposal_fn is not None:
+            return self.proposal_fn(model, xm)
+        return model.prior().expand((len(xm),))
+
+    def update(self, model: LatentVariableModel, x: Tensor) -> None:
+        seen = sum(len(t) for t in self._log_px)
+        x = x[: max(0, self.max_examples - seen)]
+        if self._gen is None:
+            self._gen = torch.Generator(device=model.device).manual_seed(self.seed)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                for start in range(0, len(x), self.batch_size):
+                    self._update_batch(model, x[start:start + self.batch_size])
+        finally:
+            model.train(was_training)
+
+    def _update_batch(self, model: LatentVariableModel, x: Tensor) -> None:
+        dtype = next((p.dtype for p in model.parameters()), torch.float32)
+        x = x.to(device=model.device, dtype=dtype)
+        xm = self.spec.to_model(x) if self.spec is not None else x
+        prior, b = model.prior(), len(xm)
+
+        def log_joint(z: Tensor) -> Tensor:  # (k, B, *latent) -> (k, B)
+            k = z.shape[0]
+            zf = z.reshape(k * b, *z.shape[2:]).to(dtype)
+            xf = xm.unsqueeze(0).expand(k, *xm.shape).reshape(k * b, *xm.shape[1:])
+            return (prior.log_prob(zf) + model.likelihood(zf).log_prob(xf)).reshape(k, b)
+
+        bound = iwae_bound(log_joint, self._proposal(model, xm), self.k, generator=self._gen,
+                           chunk_size=self.chunk_size)
+        self._dim = math.prod(x.shape[1:])
+        discrete = bool(model.likelihood(torch.zeros(1, *model.latent_shape, dtype=dtype,
+                                                     device=model.device)).support.is_discrete)
+        if self.spec is not None and not discrete:
+            bound = bound - self._dim * math.log(self.spec.scale)
+        self._log_px.append(bound.double().cpu())
+
+    def values(self) -> Tensor:
+        """Per-example bounds ``L_K(x)`` in data space (nats): ``(N,)``."""
+        if not self._log_px:
+            raise ValueError("iwae: update(model, x) was never called; nothing to compute")
+        return torch.cat(self._log_px)
+
+    def compute(self) -> dict[str, float]:
+        v = self.values()
+        se = float(v.std() / math.sqrt(len(v))) if len(v) > 1 else float("nan")
+        return {"iwae_log_px": float(v.mean()), "iwae_log_px_se": se,
+                "iwae_bpd": float(-v.mean() / (self._dim * math.log(2))), "iwae_k": float(self.k)}

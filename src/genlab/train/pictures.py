@@ -1,0 +1,80 @@
+"""Pictures of samples: a scatter over the data for points, a grid for images."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from genlab.data.base import DataSpec  # noqa: E402
+
+
+def image_grid(x: np.ndarray, nrow: int | None = None, pad: int = 1) -> np.ndarray:
+    """``(N, C, H, W)`` -> one ``(H', W', C)`` tiled array (C = 1 or 3)."""
+    n, c, h, w = x.shape
+    nrow = nrow or int(math.ceil(math.sqrt(n)))
+    ncol = int(math.ceil(n / nrow))
+    grid = np.ones((ncol * (h + pad) + pad, nrow * (w + pad) + pad, c), dtype=np.float64)
+    for i in range(n):
+        r, q = divmod(i, nrow)
+        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = \
+            x[i].transpose(1, 2, 0)
+    return grid
+
+
+def save_samples_png(path: Path, samples: torch.Tensor, spec: DataSpec, data: torch.Tensor | None = None,
+                     title: str = "") -> Path:
+    """Save a picture of ``samples`` (data space, ``(N, *event_shape)``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = samples.detach().cpu().double().numpy()
+    if spec.kind == "image" and x.ndim == 4:
+        _image_png(path, x, spec, title)
+    elif x.ndim == 2 and x.shape[1] >= 2:
+        _scatter_png(path, x, None if data is None else data.cpu().numpy(), title)
+    else:
+        _lines_png(path, x.reshape(len(x), -1), title)
+    return path
+
+
+def _image_png(path: Path, x: np.ndarray, spec: DataSpec, title: str) -> None:
+    top = (spec.levels - 1) if spec.levels else max(float(x.max()), 1.0)
+    grid = image_grid(np.clip(x / top, 0, 1)[:64])
+    fig, ax = plt.subplots(figsize=(4, 4.3))
+    ax.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1,
+              interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=9)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _scatter_png(path: Path, x: np.ndarray, data: np.ndarray | None, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    if data is not None:
+        ax.scatter(data[:2500, 0], data[:2500, 1], s=2, c="0.75", label="data")
+        lo, hi = data[:, :2].min(0), data[:, :2].max(0)
+        span = (hi - lo) * 0.15 + 1e-3
+        ax.set_xlim(lo[0] - span[0], hi[0] + span[0])
+        ax.set_ylim(lo[1] - span[1], hi[1] + span[1])
+    ax.scatter(x[:2500, 0], x[:2500, 1], s=2, c="tab:red", label="samples")
+    ax.set_aspect("equal")
+    ax.legend(loc="upper right", fontsize=7, markerscale=4)
+    ax.set_title(title, fontsize=9)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _lines_png(path: Path, x: np.ndarray, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for row in x[:8]:
+        ax.plot(row, lw=0.8)
+    ax.set_title(title, fontsize=9)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)

@@ -1,0 +1,159 @@
+"""A reusable contract for every :class:`genlab.models.base.Flow`.
+
+Usage from any test file (the ``tests`` folder is on ``sys.path`` under pytest)::
+
+    from flow_contract import check_flow_contract
+
+    @pytest.mark.parametrize("make", [lambda: MyFlow(data_spec=spec, hidden=8)])
+    def test_my_flow(make, tmp_path):
+        check_flow_contract(make, x=torch.randn(4, 2), tmp_path=tmp_path)
+
+``make()`` builds a fresh model (it is called twice, under different seeds).
+``x`` is a small batch of data in model space (float; cast to float64 here).
+Each check is also importable on its own (``check_round_trip`` etc.) so that a
+test file can parametrise over them and see which one failed.
+
+Before checking, the model is cast to float64, run once on ``x`` (so that
+data-dependent initialisation such as ActNorm's happens) and its parameters are
+perturbed with seeded Gaussian noise of std ``perturb``: a flow initialised at
+the identity (zero-initialised coupling outputs) would otherwise pass every
+log-det test trivially and would not pass gradients to its inner layers.
+
+``base_log_prob(z) -> (B,)`` defaults to the standard normal over the event
+shape; pass your own for flows with another base (e.g. uniform on a sphere).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from genlab.models.base import Flow
+
+Factory = Callable[[], Flow]
+
+
+def standard_normal_log_prob(z: Tensor) -> Tensor:
+    """``(B, *event) -> (B,)`` log N(z; 0, I)."""
+    flat = z.reshape(z.shape[0], -1)
+    return -0.5 * (flat**2).sum(1) - 0.5 * flat.shape[1] * math.log(2 * math.pi)
+
+
+def prepared(make: Factory, x: Tensor, *, perturb: float = 0.05, seed: int = 0) -> Flow:
+    """Build with ``torch.manual_seed(seed)``, cast to float64, warm up on ``x``, perturb."""
+    torch.manual_seed(seed)
+    model = make().double()
+    assert isinstance(model, Flow), f"{type(model).__name__} is not a genlab Flow"
+    with torch.no_grad():
+        model.log_prob(x.double())
+        g = torch.Generator().manual_seed(seed + 1000)
+        for p in model.parameters():
+            p.add_(perturb * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return model
+
+
+def check_shapes(model: Flow, x: Tensor) -> None:
+    b, event = x.shape[0], tuple(x.shape[1:])
+    assert tuple(model.event_shape) == event, f"event_shape {tuple(model.event_shape)} != data {event}"
+    assert model.log_prob(x).shape == (b,)
+    z, ld = model.inverse_and_log_det(x)
+    assert z.shape == x.shape and ld.shape == (b,)
+    xr, ld2 = model.forward_and_log_det(z)
+    assert xr.shape == x.shape and ld2.shape == (b,)
+    assert model.sample((3, 2)).shape == (3, 2, *event)
+    assert model.rsample(5).shape == (5, *event)
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(model.sample(4, generator=g1), model.sample(4, generator=g2)), \
+        "sample() with equally seeded generators must be identical"
+
+
+def check_round_trip(model: Flow, x: Tensor, atol: float = 1e-7) -> None:
+    """``forward(inverse(x)) == x`` and ``inverse(forward(z)) == z`` in float64, and the
+    two log-dets are negatives of each other."""
+    z, ld_inv = model.inverse_and_log_det(x)
+    xr, ld_fwd = model.forward_and_log_det(z)
+    torch.testing.assert_close(xr, x, atol=atol, rtol=0)
+    torch.testing.assert_close(ld_fwd, -ld_inv, atol=atol, rtol=0)
+    z2 = torch.randn(x.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(7))
+    x2, _ = model.forward_and_log_det(z2)
+    z2r, _ = model.inverse_and_log_det(x2)
+    torch.testing.assert_close(z2r, z2, atol=atol, rtol=0)
+
+
+def _jacobian_logdet(fn: Callable[[Tensor], Tensor], v: Tensor) -> Tensor:
+    """``log|det d fn / d v|`` for one example ``v`` of any event shape."""
+    shape = v.shape
+
+    def flat(u: Tensor) -> Tensor:
+        return fn(u.reshape(1, *shape)).reshape(-1)
+
+    jac = torch.autograd.functional.jacobian(flat, v.reshape(-1))
+    sign, logabs = torch.linalg.slogdet(jac)
+    assert sign != 0, "singular Jacobian"
+    return logabs
+
+
+def check_log_det(model: Flow, x: Tensor, n: int = 3, atol: float = 1e-6) -> None:
+    """Both directions' log-dets equal ``slogdet`` of the float64 autograd Jacobian."""
+    z, ld_inv = model.inverse_and_log_det(x[:n])
+    _, ld_fwd = model.forward_and_log_det(z)
+    for i in range(min(n, x.shape[0])):
+        ref_inv = _jacobian_logdet(lambda u: model.inverse_and_log_det(u)[0], x[i])
+        ref_fwd = _jacobian_logdet(lambda u: model.forward_and_log_det(u)[0], z[i].detach())
+        torch.testing.assert_close(ld_inv[i].detach(), ref_inv, atol=atol, rtol=1e-6)
+        torch.testing.assert_close(ld_fwd[i].detach(), ref_fwd, atol=atol, rtol=1e-6)
+
+
+def check_log_prob(model: Flow, x: Tensor,
+                   base_log_prob: Callable[[Tensor], Tensor] = standard_normal_log_prob) -> None:
+    """``log_prob(x) == base_log_prob(z) + log|det d f^{-1}/dx|``."""
+    z, ld = model.inverse_and_log_det(x)
+    torch.testing.assert_close(model.log_prob(x), base_log_prob(z) + ld, atol=1e-8, rtol=1e-8)
+
+
+def check_gradients(model: Flow, x: Tensor, rsample: bool = True) -> None:
+    """Every parameter gets a non-zero gradient from ``log_prob`` (and from ``rsample``)."""
+    losses = {"log_prob": lambda: model.log_prob(x).sum()}
+    if rsample:
+        losses["rsample"] = lambda: model.rsample(x.shape[0], generator=torch.Generator().manual_seed(1)).square().sum()
+    for what, loss_fn in losses.items():
+        model.zero_grad(set_to_none=True)
+        loss_fn().backward()
+        dead = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+        assert not dead, f"no gradient from {what} reaches: {dead}"
+    model.zero_grad(set_to_none=True)
+
+
+def check_save_load(make: Factory, model: Flow, x: Tensor, tmp_path: Path) -> None:
+    """A safetensors round trip of ``state_dict`` into a fresh (differently seeded) model
+    gives identical ``log_prob``, in training mode (so a lost data-dependent-init flag
+    would re-initialise and show)."""
+    from safetensors.torch import load_file, save_file
+
+    path = Path(tmp_path) / "flow.safetensors"
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(path))
+    torch.manual_seed(12345)
+    fresh = make().double()
+    fresh.load_state_dict(load_file(str(path)))
+    model.train(), fresh.train()
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.log_prob(x), model.log_prob(x), atol=0, rtol=0)
+
+
+def check_flow_contract(make: Factory, *, x: Tensor, tmp_path: Path, perturb: float = 0.05,
+                        base_log_prob: Callable[[Tensor], Tensor] = standard_normal_log_prob,
+                        jacobian_examples: int = 3, rsample_grad: bool = True) -> Flow:
+    """Run every check on ``make()``; returns the prepared float64 model."""
+    x = x.double()
+    model = prepared(make, x, perturb=perturb)
+    check_shapes(model, x)
+    check_round_trip(model, x)
+    check_log_det(model, x, n=jacobian_examples)
+    check_log_prob(model, x, base_log_prob)
+    check_gradients(model, x, rsample=rsample_grad)
+    check_save_load(make, model, x, tmp_path)
+    return model
