@@ -111,8 +111,9 @@ def sample_grid(path: Path, panels: dict[str, torch.Tensor]) -> None:
 
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4))
     for ax, (title, x) in zip(axes, panels.items()):
-        x = x[:64].reshape(8, 8, 8, 8).permute(0, 2, 1, 3).reshape(64, 64).clamp(0, 16).numpy()
-        ax.imshow(x, cmap="gray_r", vmin=0, vmax=16)
+        tiles = torch.nn.functional.pad(x[:64].reshape(64, 8, 8).clamp(0, 16), (1, 1, 1, 1))
+        grid = tiles.reshape(8, 8, 10, 10).permute(0, 2, 1, 3).reshape(80, 80).numpy()
+        ax.imshow(grid, cmap="gray_r", vmin=0, vmax=16)
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     fig.tight_layout()

@@ -150,7 +150,8 @@ class DecoderModel(ReparameterizedModel):
         """``z``: ``(B, *latent_shape)`` -> ``(B, *event_shape)``."""
 
     def _rsample(self, n: int, generator: torch.Generator | None) -> Tensor:
-        z = torch.randn(n, *self.latent_shape, generator=generator, device=self.device)
+        dtype = next(self.parameters(), torch.empty(0)).dtype
+        z = torch.randn(n, *self.latent_shape, generator=generator, device=self.device, dtype=dtype)
         return self.decode(z)
 
 

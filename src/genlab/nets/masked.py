@@ -93,7 +93,7 @@ class GatedPixelBlock(nn.Module):
         vp = self.v_conv(F.pad(v, (k // 2, k // 2, k // 2, 0)))
         hp = self.h_conv(F.pad(h, (k // 2, 0, 0, 0))) + self.v_to_h(shift_down(vp))
         h_new = self.h_out(gate(hp))
-        return gate(vp), h_new if self.first else h + h_new
+        return gate(vp), (h_new if self.first else h + h_new)
 
 
 class CausalConv1d(nn.Conv1d):

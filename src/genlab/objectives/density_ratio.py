@@ -7,9 +7,10 @@ minimising the Bregman divergence ``B_f(r* || r)`` up to a constant::
 
     L_r = E_Q[ r f'(r) - f(r) ] - E_P[ f'(r) ]
 
-At the optimum ``r = r*`` and ``-L_r = D_f(P || Q)``. The generator minimises
-``-E_Q[ r f'(r) - f(r) ]`` (the part of the same bound that depends on ``Q``,
-as in f-GAN). Cases (``f``, ratio parameterisation from the raw output ``v``):
+At the optimum ``r = r*`` and ``-L_r = D_f(P || Q)``: ``-L_r`` is the f-GAN bound
+with ``T = f'(r)``. As in f-GAN, the generator either minimises that bound, i.e.
+``-E_Q[ r f'(r) - f(r) ]`` (``saturating: true``; the minimax GAN for ``logistic``),
+or by default maximises ``E_Q[ f'(r) ]`` (the non-saturating GAN for ``logistic``). Cases (``f``, ratio parameterisation from the raw output ``v``):
 
 * ``lsif`` (least-squares importance fitting): ``f(r) = (r - 1)^2 / 2``,
   ``L_r = 1/2 E_Q r^2 - E_P r + 1/2``; ``r = softplus(v)``; ``-L_r`` estimates
@@ -33,18 +34,19 @@ from genlab.objectives.adversarial import AdversarialObjective
 
 class RatioMatching(AdversarialObjective):
     """Bregman density-ratio matching (arXiv 1610.03483); ``bregman`` picks the
-    divergence: ``lsif``, ``kliep`` or ``logistic``."""
+    divergence: ``lsif``, ``kliep`` or ``logistic``; ``saturating`` the generator loss."""
 
     #: Upper clamp of ``log r`` before exponentiation (numerical safety only).
     max_log_ratio: ClassVar[float] = 30.0
 
-    def __init__(self, *, bregman: Literal["lsif", "kliep", "logistic"] = "logistic",
+    def __init__(self, *, bregman: Literal["lsif", "kliep", "logistic"] = "logistic", saturating: bool = False,
                  critic: dict[str, Any] | None = None, penalty: list[dict] | None = None,
                  spectral_norm: bool = False, pack: int = 1):
         super().__init__(critic=critic, penalty=penalty, spectral_norm=spectral_norm, pack=pack)
         if bregman not in ("lsif", "kliep", "logistic"):
             raise ValueError(f"unknown Bregman divergence {bregman!r}; choose lsif, kliep or logistic")
         self.bregman = bregman
+        self.saturating = saturating
 
     def q_term(self, v: Tensor) -> Tensor:
         """``r f'(r) - f(r)`` per sample from raw outputs ``v``."""
@@ -67,7 +69,9 @@ class RatioMatching(AdversarialObjective):
         return self.q_term(d_fake).mean() - self.p_term(d_real).mean()
 
     def generator_loss(self, d_fake: Tensor, d_real: Tensor | None) -> Tensor:
-        return -self.q_term(d_fake).mean()
+        if self.saturating:
+            return -self.q_term(d_fake).mean()
+        return -self.p_term(d_fake).mean()
 
     def estimate(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
         """``-L_r``: ``chi^2/2`` (lsif), ``KL(P||Q)`` (kliep), ``2 JS - log 4`` (logistic)."""
