@@ -206,3 +206,19 @@ def test_global_rng_untouched(tmp_path):
     before = torch.get_rng_state()
     fit(cfg_of(tiny(steps=2)), tmp_path / "r")
     assert torch.equal(before, torch.get_rng_state())
+
+
+def test_ema_warmup_and_closed_form():
+    from genlab.train.ema import make_ema, warmup_decay
+    lin = torch.nn.Linear(1, 1, bias=False)
+    ema = make_ema(lin, 0.99)
+    values = [1.0, 2.0, 3.0, 4.0]
+    expect = None
+    for t, v in enumerate(values):
+        with torch.no_grad():
+            lin.weight.fill_(v)
+        ema.update_parameters(lin)
+        d = warmup_decay(0.99, t)
+        expect = v if expect is None else d * expect + (1 - d) * v
+    assert ema.module.weight.item() == pytest.approx(expect, rel=1e-6)
+    assert warmup_decay(0.99, 0) == pytest.approx(0.1) and warmup_decay(0.99, 10**6) == 0.99

@@ -163,8 +163,8 @@ def test_weight_clipping_after_critic_step_only():
     obj.after_step("generator")
     assert all(bool((p == 1).all()) for p in obj.critic.parameters())
     obj.after_step("critic")
-    assert all(float(p.abs().max()) <= 0.05 + 1e-7 for p in obj.critic.parameters())
-    assert any(float(p.abs().max()) > 0.049 for p in obj.critic.parameters())
+    assert all(float(p.detach().abs().max()) <= 0.05 + 1e-7 for p in obj.critic.parameters())
+    assert any(float(p.detach().abs().max()) > 0.049 for p in obj.critic.parameters())
 
 
 # --- f-GAN conjugates ----------------------------------------------------------------
@@ -247,7 +247,7 @@ def test_unbiased_mmd_matches_the_gaussian_closed_form():
     x, y = torch.randn(4000, 1, generator=g, dtype=torch.float64), 1 + torch.randn(4000, 1, generator=g, dtype=torch.float64)
     assert float(mmd2_unbiased(x, y, sigmas)) == pytest.approx(truth, rel=0.05)
     small = [float(mmd2_unbiased(torch.randn(5, 1, generator=g), 1 + torch.randn(5, 1, generator=g), sigmas))
-             for _ in range(4000)]  # unbiased even at 5 samples
+             for _ in range(1500)]  # unbiased even at 5 samples
     assert np.mean(small) == pytest.approx(truth, abs=4 * np.std(small) / math.sqrt(len(small)))
     _, gmmn = build("gmmn")
     assert gmmn.divergence_estimate(x.float(), x.float()) == pytest.approx(0.0, abs=2e-3)
@@ -337,3 +337,25 @@ def test_mlp_generator_learns_with_the_engine_loop_shape():
     s = model.sample(4000, generator=torch.Generator().manual_seed(1))
     assert float((s.mean(0) - TARGET_LOC).norm()) < 0.25
     assert bool(((s.std(0) > 0.3) & (s.std(0) < 0.8)).all()), s.std(0)
+
+
+@pytest.mark.parametrize("objective", [
+    {"name": "wgan", "clip": 0.05, "pack": 2},
+    {"name": "cramer", "features": 4, "spectral_norm": True},
+    {"name": "gmmn"},
+])
+def test_objectives_run_in_the_training_engine(tmp_path, objective):
+    import json
+
+    from genlab.train import fit
+
+    cfg = from_dict({"data": {"name": "ring8", "n_train": 512, "n_test": 256},
+                     "model": {"name": "mlp_generator", "hidden": 16, "depth": 1},
+                     "objective": {**objective, **({} if objective["name"] == "gmmn" else {"critic": {"hidden": 16, "depth": 1}})},
+                     "train": {"steps": 6, "batch_size": 32, "log_every": 3, "progress": False, "cpu": True,
+                               **({} if objective["name"] == "gmmn" else {"schedule": {"critic": 2}})},
+                     "eval": {"metrics": ["modes"], "n": 200}})
+    result = fit(cfg, tmp_path / "run")
+    assert set(result["eval"]) >= {"modes", "hq_percent", "reverse_kl"}
+    logs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any("generator/loss" in row for row in logs)

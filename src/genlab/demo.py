@@ -53,12 +53,14 @@ def battery_for(model_name: str, data_name: str) -> list[str]:
 
 def run_one(run: DemoRun, out: Path, quick: bool) -> dict:
     cfg = load_config(resolve_config(run.recipe), run.overrides)
-    sets = [f"eval.metrics={json.dumps(battery_for(cfg.model['name'], cfg.data['name']))}",
-            "train.progress=true", "train.ckpt_every=0"]
+    battery = battery_for(cfg.model["name"], cfg.data["name"])
+    critic = {"steps": 150 if quick else 600, "progress": False}
+    sets = [f"eval.metrics={json.dumps(battery)}", "train.progress=true", "train.ckpt_every=0"]
+    if cfg.data["name"] == "digits":  # the test split has 300 images: KID subsets of at most 300
+        sets.append(f"eval.args={json.dumps({'critic': critic, 'kid': {'subset_size': 100 if quick else 300}})}")
     if quick:
-        sets += [f"train.steps={run.quick_steps}", "eval.n=300", "train.sample_every=0"]
-        if cfg.data["name"] != "digits":
-            sets.append("eval.n=2500")
+        sets += [f"train.steps={run.quick_steps}", "train.sample_every=0"]
+        sets.append("eval.n=300" if cfg.data["name"] == "digits" else "eval.n=2500")
     cfg = load_config(resolve_config(run.recipe), run.overrides + sets)
     t0 = time.time()
     result = fit(cfg, out / run.label)

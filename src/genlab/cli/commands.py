@@ -27,7 +27,6 @@ BENCHES = {
     "cramer": "cramer_bias",
     "many-paths": "many_paths",
     "realnvp-mle-vs-critic": "realnvp_mle_vs_critic",
-    "digits-bpd": "digits_bpd",
 }
 LISTABLE = ("datasets", "models", "objectives", "metrics", "recipes", "benches")
 

@@ -11,7 +11,8 @@ non-saturating GAN still moves ``mu`` to the data; the minimax GAN's gradient
 Part 2, learning-rate sweep on ring8 (MLP generator and critic): for each learning
 rate, does NS-GAN reach all 8 modes with most samples high-quality, and do the
 gradient penalties of GAN-GP (``gp`` at interpolates, weight 10) and DRAGAN-NS
-(``dragan`` near data, weight 10) widen the range of rates that work?
+(``dragan`` near data, weight 10) widen the range of rates that work? Success:
+all 8 modes captured and reverse KL <= 0.1 after the run.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def sweep_run(kw: dict, lr: float, *, steps: int, seed: int) -> dict[str, float]
     metric = ModeCoverage(dataset=data)
     metric.update(fake=model.sample(2500, generator=torch.Generator().manual_seed(0)))
     values = metric.compute()
-    values["success"] = float(values["modes"] == 8 and values["hq_percent"] >= 50)
+    values["success"] = float(values["modes"] == 8 and values["reverse_kl"] <= 0.1)
     return values
 
 
@@ -109,7 +110,7 @@ def run(*, out: str | Path, quick: bool = False, seeds: int = 3, progress: bool 
     out.mkdir(parents=True, exist_ok=True)
     seeds = 1 if quick else seeds
     d_steps = 150 if quick else 400
-    lrs = [1e-3, 1e-2] if quick else [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
+    lrs = [1e-3, 1e-2] if quick else [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
     s_steps = 300 if quick else 1500
     res: dict = {"disjoint": {}, "sweep": {}}
     bar = progress_bar(2 * seeds + len(SWEEP) * len(lrs) * seeds, progress, "many-paths")
@@ -158,6 +159,6 @@ def run(*, out: str | Path, quick: bool = False, seeds: int = 3, progress: bool 
                              f"minimax = {np.round(res['disjoint']['minimax GAN'], 2).tolist()}, NS-GAN = "
                              f"{np.round(res['disjoint']['NS-GAN'], 2).tolist()} (target 2). Sweep: {s_steps} "
                              f"steps, batch 256, Adam(0.5, 0.999), same lr for both players, {seeds} seed(s); "
-                             "success = 8 modes and >= 50% HQ."))
+                             "success = 8 modes and reverse KL <= 0.1."))
     res["figure"], res["table"], res["text"] = str(out / "many_paths.png"), str(out / "many_paths.md"), text
     return res
