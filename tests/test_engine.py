@@ -222,3 +222,14 @@ def test_ema_warmup_and_closed_form():
         expect = v if expect is None else d * expect + (1 - d) * v
     assert ema.module.weight.item() == pytest.approx(expect, rel=1e-6)
     assert warmup_decay(0.99, 0) == pytest.approx(0.1) and warmup_decay(0.99, 10**6) == 0.99
+
+
+def test_evaluation_during_training_is_logged(tmp_path):
+    d = tiny(steps=8, log_every=4)
+    d["eval"] = {"metrics": ["modes"], "every": 4, "n": 200}
+    result = fit(cfg_of(d), tmp_path / "r")
+    rows = [json.loads(s) for s in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "eval/modes" in r]
+    assert [r["step"] for r in evals] == [4, 8]
+    assert set(result["eval"]) == {"modes", "hq_percent", "reverse_kl"}
+    assert json.loads((tmp_path / "r" / "eval.json").read_text())["metrics"] == result["eval"]

@@ -19,8 +19,7 @@ from scipy.stats import binom
 from torch import Tensor, nn
 
 from genlab.data.base import Dataset
-from genlab.metrics.base import SampleMetric
-from genlab.metrics.features import FeatureSets
+from genlab.metrics.features import FeatureMetric
 
 
 def c2st(real: Tensor, fake: Tensor, *, hidden: int = 64, steps: int = 100, max_samples: int = 2000,
@@ -53,7 +52,7 @@ def c2st(real: Tensor, fake: Tensor, *, hidden: int = 64, steps: int = 100, max_
     return correct / n_test, float(binom.sf(correct - 1, n_test, 0.5))
 
 
-class C2ST(SampleMetric):
+class C2ST(FeatureMetric):
     """Classifier two-sample test on ``features``: held-out accuracy and binomial p-value.
 
     ``update(real=(B, *event_shape), fake=(B, *event_shape))`` in data space.
@@ -66,12 +65,6 @@ class C2ST(SampleMetric):
         self.features, self.hidden, self.steps = features, hidden, steps
         self.max_samples, self.seed = max_samples, seed
         self.reset()
-
-    def reset(self) -> None:
-        self._sets = FeatureSets(self.features)
-
-    def update(self, *, real: Tensor | None = None, fake: Tensor | None = None) -> None:
-        self._sets.add(real, fake)
 
     def compute(self) -> dict[str, float]:
         real, fake = self._sets.both()

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from genlab.metrics.base import _Accumulator
+from genlab.metrics.base import SampleMetric, _Accumulator
 
 DIGITS_SHAPE = (1, 8, 8)
 DIGITS_LEVELS_MAX = 16.0
@@ -272,3 +272,16 @@ class FeatureSets:
         return ext.features(real), ext.features(fake)
 
 
+class FeatureMetric(SampleMetric):
+    """A sample metric computed on features of the real and fake sets.
+
+    Subclasses set ``self.features`` in their constructor and implement ``compute()``
+    using ``self._sets`` (a :class:`FeatureSets`)."""
+
+    features: str = "auto"
+
+    def reset(self) -> None:
+        self._sets = FeatureSets(self.features)
+
+    def update(self, *, real: Tensor | None = None, fake: Tensor | None = None) -> None:
+        self._sets.add(real, fake)

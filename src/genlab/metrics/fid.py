@@ -24,8 +24,7 @@ import torch
 from torch import Tensor
 
 from genlab.data.base import Dataset
-from genlab.metrics.base import SampleMetric
-from genlab.metrics.features import FeatureSets
+from genlab.metrics.features import FeatureMetric
 
 
 def mean_cov(f: Tensor, which: str = "features") -> tuple[Tensor, Tensor]:
@@ -65,7 +64,7 @@ def fid_from_features(real: Tensor, fake: Tensor) -> float:
     return frechet_distance(*mean_cov(real, "real"), *mean_cov(fake, "fake"))
 
 
-class FID(SampleMetric):
+class FID(FeatureMetric):
     """Fréchet distance of feature Gaussians (``features``: see :mod:`genlab.metrics.features`).
 
     ``update(real=(B, *event_shape), fake=(B, *event_shape))`` in data space.
@@ -77,12 +76,6 @@ class FID(SampleMetric):
         self.features = features
         self.seed = seed  # FID is deterministic; kept for a uniform interface
         self.reset()
-
-    def reset(self) -> None:
-        self._sets = FeatureSets(self.features)
-
-    def update(self, *, real: Tensor | None = None, fake: Tensor | None = None) -> None:
-        self._sets.add(real, fake)
 
     def compute(self) -> dict[str, float]:
         real, fake = self._sets.both()

@@ -21,8 +21,7 @@ import torch
 from torch import Tensor
 
 from genlab.data.base import Dataset
-from genlab.metrics.base import SampleMetric
-from genlab.metrics.features import FeatureSets
+from genlab.metrics.features import FeatureMetric
 
 
 def polynomial_kernel(x: Tensor, y: Tensor, degree: int = 3, coef: float = 1.0) -> Tensor:
@@ -68,7 +67,7 @@ def kid_from_features(real: Tensor, fake: Tensor, *, subsets: int = 100, subset_
     return float(v.mean()), float(v.std(unbiased=False))
 
 
-class KID(SampleMetric):
+class KID(FeatureMetric):
     """Kernel Inception Distance: mean/std of unbiased cubic-kernel MMD^2 over random subsets.
 
     ``update(real=(B, *event_shape), fake=(B, *event_shape))`` in data space.
@@ -81,12 +80,6 @@ class KID(SampleMetric):
         self.features, self.subsets, self.subset_size = features, subsets, subset_size
         self.degree, self.coef, self.seed = degree, coef, seed
         self.reset()
-
-    def reset(self) -> None:
-        self._sets = FeatureSets(self.features)
-
-    def update(self, *, real: Tensor | None = None, fake: Tensor | None = None) -> None:
-        self._sets.add(real, fake)
 
     def compute(self) -> dict[str, float]:
         real, fake = self._sets.both()

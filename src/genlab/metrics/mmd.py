@@ -19,8 +19,7 @@ import torch
 from torch import Tensor
 
 from genlab.data.base import Dataset
-from genlab.metrics.base import SampleMetric
-from genlab.metrics.features import FeatureSets
+from genlab.metrics.features import FeatureMetric
 
 
 def median_bandwidth(z: Tensor) -> float:
@@ -58,7 +57,7 @@ def mmd_permutation_test(x: Tensor, y: Tensor, *, bandwidth: float = 0.0, permut
     return float(observed), float(p_value), h
 
 
-class MMD(SampleMetric):
+class MMD(FeatureMetric):
     """RBF-kernel MMD^2 on ``features`` with a permutation-test p-value.
 
     ``update(real=(B, *event_shape), fake=(B, *event_shape))`` in data space.
@@ -71,12 +70,6 @@ class MMD(SampleMetric):
         self.features, self.bandwidth, self.permutations = features, bandwidth, permutations
         self.max_samples, self.seed = max_samples, seed
         self.reset()
-
-    def reset(self) -> None:
-        self._sets = FeatureSets(self.features)
-
-    def update(self, *, real: Tensor | None = None, fake: Tensor | None = None) -> None:
-        self._sets.add(real, fake)
 
     def compute(self) -> dict[str, float]:
         real, fake = self._sets.both()

@@ -22,8 +22,7 @@ import torch
 from torch import Tensor
 
 from genlab.data.base import Dataset
-from genlab.metrics.base import SampleMetric
-from genlab.metrics.features import FeatureSets
+from genlab.metrics.features import FeatureMetric
 
 
 def _pairwise(x: Tensor, y: Tensor) -> Tensor:
@@ -55,7 +54,7 @@ def prdc_from_features(real: Tensor, fake: Tensor, *, k_pr: int = 3, k_dc: int =
             "density": float(density), "coverage": float(coverage)}
 
 
-class PRDC(SampleMetric):
+class PRDC(FeatureMetric):
     """Improved precision/recall and density/coverage on ``features`` (k-NN balls).
 
     ``update(real=(B, *event_shape), fake=(B, *event_shape))`` in data space.
@@ -68,12 +67,6 @@ class PRDC(SampleMetric):
         self.features, self.k_pr, self.k_dc = features, k_pr, k_dc
         self.max_samples, self.seed = max_samples, seed
         self.reset()
-
-    def reset(self) -> None:
-        self._sets = FeatureSets(self.features)
-
-    def update(self, *, real: Tensor | None = None, fake: Tensor | None = None) -> None:
-        self._sets.add(real, fake)
 
     def compute(self) -> dict[str, float]:
         real, fake = self._sets.both()
