@@ -128,6 +128,10 @@ def lookup(table: str, name: str) -> Any:
 
 
 def summary(obj: Any) -> str:
-    """First line of an entry's docstring."""
+    """The first paragraph of an entry's docstring, shortened to a sentence or ~110 characters."""
     doc = (obj.__doc__ or "").strip()
-    return doc.splitlines()[0] if doc else ""
+    para = " ".join(line.strip() for line in doc.split("\n\n")[0].splitlines())
+    if len(para) <= 110:
+        return para
+    cut = para.find(". ", 0, 110)
+    return para[:cut + 1] if cut > 40 else para[:107].rstrip() + "..."
