@@ -17,6 +17,7 @@ processes (one thread each).
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -71,22 +72,46 @@ def config(row: dict[str, Any], data: str, seed: int, steps: int | None = None) 
             "objective": obj, "train": train, "eval": {"metrics": ["modes"], "n": 2500, "seed": 0}}
 
 
+def _diverged(data: str, message: str) -> dict[str, float]:
+    """A diverged run captured nothing: 0 modes, 0% HQ, the worst reverse KL (log K)."""
+    k = {"ring8": 8, "grid25": 25}.get(data, 0)
+    return {"modes": 0.0, "hq_percent": 0.0, "reverse_kl": math.log(k) if k else float("nan"),
+            "diverged": 1.0, "error": message[:200]}
+
+
+def _cached(run_dir: Path, data: str) -> dict[str, float] | None:
+    """Results of a cell finished by an earlier (interrupted) call, so the table resumes."""
+    if (run_dir / "diverged.txt").is_file():
+        values = _diverged(data, (run_dir / "diverged.txt").read_text())
+    elif (run_dir / "eval.json").is_file():
+        values = {**json.loads((run_dir / "eval.json").read_text())["metrics"], "diverged": 0.0}
+    else:
+        return None
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines() if (run_dir / "metrics.jsonl").is_file() else []
+    values["seconds"] = json.loads(lines[-1])["time"] if lines else float("nan")
+    return values
+
+
 def train_one(cfg_dict: dict[str, Any], run_dir: str) -> dict[str, float]:
     """Train one config with the engine in this process (one thread); returns the eval metrics
-    plus ``seconds``."""
+    plus ``seconds`` and ``diverged`` (1 when the loss became NaN/inf: see :func:`_diverged`)."""
     import torch
 
     from genlab.config import from_dict
-    from genlab.train import fit
+    from genlab.train import TrainingDiverged, fit
 
+    data = cfg_dict["data"]["name"]
+    cached = _cached(Path(run_dir), data)
+    if cached is not None:
+        return cached
     torch.set_num_threads(1)
     cfg = from_dict(cfg_dict)
     t0 = time.time()
     try:
-        result = fit(cfg, run_dir)
-        values = dict(result["eval"])
-    except Exception as e:  # a diverged run counts as a failure, it does not stop the table
-        values = {"modes": 0.0, "hq_percent": 0.0, "reverse_kl": float("nan"), "error": str(e)[:200]}
+        values = {**fit(cfg, run_dir)["eval"], "diverged": 0.0}
+    except TrainingDiverged as e:  # a diverged run counts as a failure, it does not stop the table
+        (Path(run_dir) / "diverged.txt").write_text(str(e))
+        values = _diverged(data, str(e))
     values["seconds"] = time.time() - t0
     return values
 
@@ -133,15 +158,19 @@ def run(*, out: str | Path, quick: bool = False, seeds: int = 5, progress: bool 
             stats = {}
             for k in ("modes", "hq_percent", "reverse_kl", "seconds"):
                 stats[k], stats[k + "_se"] = _mean_se([c[k] for c in cells])
+            stats["diverged"] = sum(c["diverged"] for c in cells)
             summary[d][n] = stats
             rows_md.append([d, n, f"{stats['modes']:.2f} ± {stats['modes_se']:.2f}",
                             f"{stats['hq_percent']:.1f} ± {stats['hq_percent_se']:.1f}",
-                            f"{stats['reverse_kl']:.3f} ± {stats['reverse_kl_se']:.3f}", f"{stats['seconds']:.0f}"])
+                            f"{stats['reverse_kl']:.3f} ± {stats['reverse_kl_se']:.3f}",
+                            f"{stats['diverged']:.0f}/{seeds}", f"{stats['seconds']:.0f}"])
     text = write_table(out / "modes_table.md", "Mode coverage on ring8 and grid25",
-                       ["data", "objective", "modes", "HQ %", "reverse KL", "s/run"], rows_md,
+                       ["data", "objective", "modes", "HQ %", "reverse KL", "diverged", "s/run"], rows_md,
                        note=(f"Mean ± standard error over {seeds} seed(s); 2,500 samples; MLP generator and critic "
                              f"(128 x 3); modes of 8 (ring8) or 25 (grid25). Target for `recommended`: all modes, "
-                             f"HQ >= 97% (ring8) / 95% (grid25), reverse KL <= 0.05."))
+                             f"HQ >= 97% (ring8) / 95% (grid25), reverse KL <= 0.05. A diverged run (NaN/inf loss, "
+                             f"counted in `diverged`) scores 0 modes, 0% HQ and the worst reverse KL, log K. "
+                             f"s/run is training time (finished cells of an interrupted call are reused)."))
     _figure(out / "modes_table.png", summary, names, datasets)
     return {"summary": summary, "runs": {f"{d}/{n}/{s}": v for (d, n, s), v in results.items()},
             "table": str(out / "modes_table.md"), "figure": str(out / "modes_table.png"), "text": text}
