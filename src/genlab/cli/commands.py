@@ -178,6 +178,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     module = importlib.import_module(f"genlab.experiments.{BENCHES[args.name]}")
     out = Path(args.out or f"runs/bench-{args.name}")
     result = module.run(out=out, quick=args.quick, progress=True)
-    print(json.dumps(result, indent=1, default=str)[:4000])
+    text = result.get("text") if isinstance(result, dict) else None
+    print(text if text else json.dumps(result, indent=1, default=str)[:4000])
     print(f"outputs in {out}")
     return 0

@@ -16,7 +16,8 @@ class RunLogger:
     def __init__(self, run_dir: Path, *, total: int, initial: int = 0, progress: bool = True):
         self.path = Path(run_dir) / "metrics.jsonl"
         self.t0 = time.time()
-        self.bar = tqdm(total=total, initial=initial, disable=not progress, desc=Path(run_dir).name,
+        self.bar = tqdm(total=total, initial=initial, disable=None if progress else True,  # None: off when stderr is not a terminal (CI logs)
+                         desc=Path(run_dir).name,
                         dynamic_ncols=True, leave=False)
         try:
             from torch.utils.tensorboard import SummaryWriter
