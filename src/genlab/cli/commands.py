@@ -179,6 +179,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/bench-{args.name}")
     result = module.run(out=out, quick=args.quick, progress=True)
     text = result.get("text") if isinstance(result, dict) else None
+    if not text and isinstance(result, dict) and Path(str(result.get("table", ""))).is_file():
+        text = Path(result["table"]).read_text()
     print(text if text else json.dumps(result, indent=1, default=str)[:4000])
     print(f"outputs in {out}")
     return 0
