@@ -58,9 +58,10 @@ def run_one(run: DemoRun, out: Path, quick: bool) -> dict:
     sets = [f"eval.metrics={json.dumps(battery)}", "train.progress=true", "train.ckpt_every=0"]
     if cfg.data["name"] == "digits":  # the test split has 300 images: KID subsets of at most 300
         sets.append(f"eval.args={json.dumps({'critic': critic, 'kid': {'subset_size': 100 if quick else 300}})}")
+    # one protocol for every model: the same number of samples, whatever the recipe says
+    sets.append("eval.n=300" if quick and cfg.data["name"] == "digits" else "eval.n=2500")
     if quick:
         sets += [f"train.steps={run.quick_steps}", "train.sample_every=0"]
-        sets.append("eval.n=300" if cfg.data["name"] == "digits" else "eval.n=2500")
     cfg = load_config(resolve_config(run.recipe), run.overrides + sets)
     t0 = time.time()
     result = fit(cfg, out / run.label)
