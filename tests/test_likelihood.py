@@ -10,7 +10,7 @@ import torch
 from scipy.stats import norm
 
 from genlab.capabilities import CapabilityError, check_requirements
-from genlab.data.base import DataSpec, Dataset, image_spec
+from genlab.data.base import DataSpec, image_spec
 from genlab.data.dequantize import VariationalDequantizer, uniform_dequantize
 from genlab.data.digits import digits
 from genlab.data.synthetic import ring8

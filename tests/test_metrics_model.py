@@ -26,9 +26,9 @@ from genlab.metrics.iwae import IWAEBound
 from genlab.models.base import DecoderModel
 from genlab.models.gan import MLPGenerator
 from genlab.models.linear_gaussian import LinearGaussian
-from genlab.sampling.ais import ais_log_marginal, anneal, annealing_schedule, reverse_ais_upper_bound
+from genlab.sampling.ais import ais_log_marginal, annealing_schedule, reverse_ais_upper_bound
 from genlab.sampling.hmc import hmc_step
-from genlab.sampling.importance import iwae_bound, log_mean_exp, sample_distribution
+from genlab.sampling.importance import iwae_bound, sample_distribution
 from genlab.sampling.langevin import annealed_langevin, langevin
 
 F64 = torch.float64

@@ -16,7 +16,7 @@ from genlab.config import ConfigError, from_dict
 from genlab.data.base import DataSpec
 from genlab.experiments import simple_fit
 from genlab.models.gan import ConvGenerator, MLPGenerator
-from genlab.objectives.adversarial import AdversarialObjective, CriticObjective, apply_spectral_norm
+from genlab.objectives.adversarial import CriticObjective, apply_spectral_norm
 from genlab.objectives.fgan import DIVERGENCES
 from genlab.objectives.mmd import mmd2_unbiased
 from genlab.objectives.packing import pack, packed_shape

@@ -106,7 +106,7 @@ def _eval_arrays(args: argparse.Namespace, metrics: list[str] | None) -> dict:
 
 
 def _eval_run(args: argparse.Namespace, metrics: list[str] | None) -> dict:
-    from genlab.build import build_dataset, check_metric, split
+    from genlab.build import build_dataset, check_metric
     from genlab.metrics.evaluate import evaluate_model
 
     run = Path(args.run)

@@ -195,7 +195,9 @@ def _figure(path: Path, summary: dict, names: list[str], datasets: tuple[str, ..
         err = [summary[d][n]["hq_percent_se"] for n in names]
         ax.barh(y, hq, xerr=err, color="C0")
         for i, n in enumerate(names):
-            ax.text(1, i, f"{summary[d][n]['modes']:.1f} modes", va="center", fontsize=7, color="w")
+            x = summary[d][n]["hq_percent"]
+            x = (x if math.isfinite(x) else 0.0) + summary[d][n]["hq_percent_se"] + 1
+            ax.text(min(x, 82), i, f"{summary[d][n]['modes']:.1f} modes", va="center", fontsize=7)
         ax.set(yticks=y, yticklabels=names, xlim=(0, 100), xlabel="high-quality samples (%)", title=d)
         ax.invert_yaxis()
     fig.tight_layout()

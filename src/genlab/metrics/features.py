@@ -272,6 +272,11 @@ class FeatureSets:
         return ext.features(real), ext.features(fake)
 
 
+def subsample(x: Tensor, n: int, generator: torch.Generator) -> Tensor:
+    """At most ``n`` rows of ``x``, drawn without replacement (``x`` itself when it is small enough)."""
+    return x[torch.randperm(len(x), generator=generator)[:n]] if len(x) > n else x
+
+
 class FeatureMetric(SampleMetric):
     """A sample metric computed on features of the real and fake sets.
 

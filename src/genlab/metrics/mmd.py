@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from genlab.data.base import Dataset
-from genlab.metrics.features import FeatureMetric
+from genlab.metrics.features import FeatureMetric, subsample
 
 
 def median_bandwidth(z: Tensor) -> float:
@@ -74,8 +74,7 @@ class MMD(FeatureMetric):
     def compute(self) -> dict[str, float]:
         real, fake = self._sets.both()
         gen = torch.Generator().manual_seed(self.seed)
-        real, fake = (x[torch.randperm(len(x), generator=gen)[:self.max_samples]]
-                      if len(x) > self.max_samples else x for x in (real, fake))
+        real, fake = (subsample(x, self.max_samples, gen) for x in (real, fake))
         stat, p, h = mmd_permutation_test(real, fake, bandwidth=self.bandwidth,
                                           permutations=self.permutations, generator=gen)
         return {"mmd2": stat, "mmd_pvalue": p}

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from genlab.data.base import Dataset
-from genlab.metrics.features import FeatureMetric
+from genlab.metrics.features import FeatureMetric, subsample
 
 
 def _pairwise(x: Tensor, y: Tensor) -> Tensor:
@@ -71,6 +71,5 @@ class PRDC(FeatureMetric):
     def compute(self) -> dict[str, float]:
         real, fake = self._sets.both()
         gen = torch.Generator().manual_seed(self.seed)
-        real, fake = (x[torch.randperm(len(x), generator=gen)[:self.max_samples]]
-                      if len(x) > self.max_samples else x for x in (real, fake))
+        real, fake = (subsample(x, self.max_samples, gen) for x in (real, fake))
         return prdc_from_features(real, fake, k_pr=self.k_pr, k_dc=self.k_dc)
