@@ -131,6 +131,24 @@ def test_exact_resume_matches_uninterrupted_run(tmp_path):
     assert [r["step"] for r in lines] == [2, 4, 6, 8, 10, 12]
 
 
+def test_exact_resume_with_a_lazy_penalty(tmp_path):
+    # every: 4 with checkpoints at step 6: the resumed run must pick the penalty's step count up
+    # (6 mod 4 != 0), or it would penalise on different steps than the uninterrupted run
+    def lazy(**train):
+        d = tiny(**train)
+        d["objective"]["penalty"] = [{"name": "r1", "weight": 1.0, "every": 4}]
+        return d
+    fit(cfg_of(lazy()), tmp_path / "full")
+    fit(cfg_of(lazy(steps=6)), tmp_path / "part")
+    fit(cfg_of(lazy()), tmp_path / "part", resume=True)
+    (wf, _), (wp, _) = _weights(tmp_path / "full"), _weights(tmp_path / "part")
+    for k in wf:
+        assert torch.equal(wf[k], wp[k]), k
+    from safetensors.torch import load_file
+    obj = load_file(str(ckpt.latest(tmp_path / "part") / "objective.safetensors"))
+    assert int(obj["penalty_step"]) == 12
+
+
 def test_refuses_to_overwrite_a_run_without_resume(tmp_path):
     fit(cfg_of(tiny(steps=2)), tmp_path / "r")
     with pytest.raises(RunDirError, match="--resume"):

@@ -136,6 +136,22 @@ def test_penalties_on_a_linear_critic_match_closed_forms():
     assert float(v) == pytest.approx((3 * n - 1) ** 2, abs=1e-12)
 
 
+def test_lazy_penalty_runs_every_k_critic_steps_with_k_times_the_weight():
+    model, obj = build("nsgan", penalty=[{"name": "r1", "weight": 0.5, "every": 3}])
+    _, eager = build("nsgan", penalty=[{"name": "r1", "weight": 0.5}])
+    eager.load_state_dict({k: v for k, v in obj.state_dict().items() if k != "penalty_step"})
+    real, fake = torch.randn(16, 2), torch.randn(16, 2)
+    fn = obj.critic_net
+    totals = [obj.penalty_terms(fn, real, fake, None)[0].item() for _ in range(7)]
+    r1 = eager.penalty_terms(eager.critic_net, real, fake, None)[0].item()
+    assert r1 > 0
+    assert totals == pytest.approx([3 * r1, 0, 0, 3 * r1, 0, 0, 3 * r1], rel=1e-6)
+    assert int(obj.penalty_step) == 7
+    assert "penalty_step" not in eager.state_dict()  # eager penalties keep the old checkpoint layout
+    with pytest.raises(ValueError, match="'every' must be a whole number >= 1"):
+        Penalty({"name": "r1", "every": 0})
+
+
 def test_gradient_penalty_uses_points_between_data_and_samples():
     # f(x) = ||x||^2 / 2 has gradient x; with real = 0 and fake = c, x_hat = (1 - a) c, a ~ U(0, 1)
     real, fake = torch.zeros(20000, 2, dtype=torch.float64), torch.full((20000, 2), 1.0, dtype=torch.float64)

@@ -74,6 +74,10 @@ class CriticObjective(Objective):
             raise ValueError(f"pack must be >= 1 (samples per critic input), got {pack}")
         self.critic_spec = dict(critic or {})
         self.penalties = [Penalty(p) for p in (penalty or [])]
+        if any(p.every > 1 for p in self.penalties):
+            # lazy penalties count critic steps; a buffer, so the count is checkpointed and resume is exact
+            self.register_buffer("penalty_step", torch.zeros((), dtype=torch.long))
+        self._penalty_logs: dict[str, float] = {}
         self.spectral_norm = spectral_norm
         self.pack = pack
         self.critic: nn.Module | None = None
@@ -114,14 +118,18 @@ class CriticObjective(Objective):
 
     def penalty_terms(self, fn: CriticFn, real_p: Tensor, fake_p: Tensor,
                       generator: torch.Generator | None) -> tuple[Tensor, dict[str, float]]:
-        """Sum of configured penalties on packed inputs, and their values for logging."""
+        """Sum of the penalties due on this critic step (see ``every`` in
+        :mod:`genlab.objectives.penalties`) on packed inputs, and their latest values for logging."""
         total = real_p.new_zeros(())
-        logs: dict[str, float] = {}
+        step = int(self.penalty_step) if hasattr(self, "penalty_step") else 0
         for p in self.penalties:
-            v = p(fn, real_p, fake_p, generator)
-            total = total + v
-            logs[f"penalty/{p.name}"] = v.item()
-        return total, logs
+            if p.due(step):
+                v = p(fn, real_p, fake_p, generator)
+                total = total + v
+                self._penalty_logs[f"penalty/{p.name}"] = v.item() / p.every
+        if hasattr(self, "penalty_step"):
+            self.penalty_step += 1
+        return total, dict(self._penalty_logs)
 
     @abstractmethod
     def divergence_estimate(self, real: Tensor, fake: Tensor) -> float:
