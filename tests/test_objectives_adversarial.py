@@ -256,6 +256,22 @@ def rbf_expectation(mu: float, var: float, sigma: float) -> float:
     return sigma / math.sqrt(sigma ** 2 + var) * math.exp(-mu ** 2 / (2 * (sigma ** 2 + var)))
 
 
+def test_rbf_kernel_floor_keeps_near_values_exact_and_far_values_normal():
+    from genlab.objectives.mmd import EXP_FLOOR, rbf_mixture
+    x = torch.tensor([[0.0, 0.0], [0.3, 0.0], [100.0, 0.0]])
+    k = rbf_mixture(x, x, [0.5, 1.0])
+    d2 = torch.cdist(x, x) ** 2
+    exact = torch.exp(-d2 / 0.5) + torch.exp(-d2 / 2)
+    assert torch.allclose(k[:2, :2], exact[:2, :2], rtol=1e-6)
+    # 100 bandwidths apart: exact values underflow to 0 or denormals; floored ones stay normal floats
+    far = k[0, 2]
+    assert float(far) == pytest.approx(2 * math.exp(EXP_FLOOR), rel=1e-5)
+    assert float(far) > torch.finfo(torch.float32).tiny
+    xg = x.clone().requires_grad_(True)
+    rbf_mixture(xg, x, [0.5])[0, 2].backward()
+    assert float(xg.grad.abs().sum()) == 0.0  # no gradient through the floor
+
+
 def test_unbiased_mmd_matches_the_gaussian_closed_form():
     sigmas = [0.5, 1.0, 2.0]
     truth = sum(2 * rbf_expectation(0, 2, s) - 2 * rbf_expectation(1, 2, s) for s in sigmas)

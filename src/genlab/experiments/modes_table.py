@@ -8,7 +8,7 @@ The ``recommended`` row is genlab's configuration for mixtures of tight modes
 (:data:`RECOMMENDED`): non-saturating GAN, PacGAN packing of 2, an R1 penalty
 (arXiv 1801.04406) of weight 0.1 on ring8 and 0.5 on grid25, Adam(0.5, 0.9) at 3e-3 with
 cosine decay to 0, batch 1024, 10000 steps, and a generator with an 8-dimensional code
-(about 110 s per run on one core). The misses that remain are thin "bridges" of samples
+(about 2 min per run on one core). The misses that remain are thin "bridges" of samples
 between neighbouring modes. The tuning runs are in the comments of :data:`RECOMMENDED`;
 the 5-seed table's figures are in docs/results.md. The same configurations as recipes:
 ``recipes/ring8-recommended.yaml`` and ``recipes/grid25-recommended.yaml``.
@@ -68,8 +68,8 @@ RECOMMENDED: dict[str, Any] = {
 }
 
 
-#: rows whose runs take longest (s/run on 2 busy cores: recommended ~135, mmd-gan ~90-125,
-#: gmmn ~40, the rest 10-25); the table submits them first.
+#: rows whose runs take longest (s/run with both cores busy: recommended ~130, mmd-gan ~80,
+#: gmmn ~15, most others 5-25); the table submits them first.
 HEAVY_FIRST = ("recommended", "mmd-gan", "gmmn")
 
 

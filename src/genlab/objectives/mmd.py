@@ -27,10 +27,11 @@ EXP_FLOOR = -50.0
 def rbf_mixture(x: Tensor, y: Tensor, sigmas: Sequence[float]) -> Tensor:
     """``(N, D), (M, D) -> (N, M)``: ``sum_s exp(-||x_i - y_j||^2 / (2 s^2))``.
 
-    Each exponent is clamped at :data:`EXP_FLOOR` (-80): a kernel value below ``e^-80 = 1.8e-35``
-    counts as ``1.8e-35`` (and passes no gradient). Without the floor, pairs many bandwidths apart
-    give float32 denormals, on which CPU ``exp`` and the products after it run about 25 times
-    slower; MMD-GAN's steps then slowed threefold as its critic's features spread."""
+    Each exponent is clamped at :data:`EXP_FLOOR` (-50): a kernel value below ``e^-50 = 1.9e-22``
+    counts as ``1.9e-22`` (and passes no gradient), far below float32's resolution of a sum
+    that holds the diagonal's 1s. Without the floor, pairs many bandwidths apart give float32
+    denormals (below 1.2e-38), on which CPU ``exp`` and the products of the backward pass run
+    about 25 times slower; MMD-GAN's steps then slowed threefold as its critic's features spread."""
     x, y = x.flatten(1), y.flatten(1)
     d2 = (x.pow(2).sum(1, keepdim=True) + y.pow(2).sum(1) - 2 * x @ y.T).clamp_min(0)
     return sum(torch.exp((d2 * (-0.5 / (s * s))).clamp_min(EXP_FLOOR)) for s in sigmas)
