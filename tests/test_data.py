@@ -49,7 +49,7 @@ def test_synthetic_contract(name):
 
 def test_moons_lie_on_two_unit_half_circles():
     ds = synthetic.moons(n_train=2000, n_test=10, seed=1, noise=0.0)
-    x, y = ds.train.double(), ds.info["train_labels"]
+    x, y = ds.train.double(), ds.train_y
     centres = torch.tensor([[-0.5, -0.25], [0.5, 0.25]], dtype=torch.float64)
     r = (x - centres[y]).norm(dim=1)
     assert torch.allclose(r, torch.ones_like(r), atol=1e-5)
@@ -62,7 +62,7 @@ def test_moons_lie_on_two_unit_half_circles():
 
 def test_spiral_geometry():
     ds = synthetic.spiral(n_train=3000, n_test=10, seed=2, arms=3, turns=1.25, radius=2.0, noise=0.0)
-    x, k = ds.train.double(), ds.info["train_labels"].double()
+    x, k = ds.train.double(), ds.train_y.double()
     s = x.norm(dim=1) / 2.0
     assert (s <= 1 + 1e-6).all()
     angle = torch.atan2(x[:, 1], x[:, 0])
@@ -92,7 +92,7 @@ def test_checkerboard_uniform_on_filled_squares():
 def test_pinwheel_arms_follow_the_rotation_law():
     ds = synthetic.pinwheel(n_train=2000, n_test=10, seed=5, arms=4, radial_std=0.1,
                             tangential_std=0.0, rate=0.3, scale=1.5)
-    x, k = ds.train.double() / 1.5, ds.info["train_labels"].double()
+    x, k = ds.train.double() / 1.5, ds.train_y.double()
     r = x.norm(dim=1)
     expect = 2 * math.pi * k / 4 + 0.3 * r.exp()
     gap = torch.remainder(torch.atan2(x[:, 1], x[:, 0]) - expect + math.pi, 2 * math.pi) - math.pi
@@ -160,7 +160,7 @@ def test_digits_split():
     bunch = load_digits()
     order = np.random.default_rng(0).permutation(1797)
     assert np.array_equal(both[:, 0].numpy(), bunch.images[order])
-    assert np.array_equal(torch.cat([ds.info["train_labels"], ds.info["test_labels"]]).numpy(),
+    assert np.array_equal(torch.cat([ds.train_y, ds.test_y]).numpy(),
                           bunch.target[order])
 
 
@@ -211,8 +211,8 @@ def test_mnist_round_trip(tmp_path, gz):
     assert ds.spec.event_shape == (1, 28, 28) and ds.spec.levels == 256 and ds.spec.shift == 127.5
     assert np.array_equal(ds.train[:, 0].numpy(), ref["train"][0])
     assert np.array_equal(ds.test[:, 0].numpy(), ref["t10k"][0])
-    assert np.array_equal(ds.info["train_labels"].numpy(), ref["train"][1])
-    assert np.array_equal(ds.info["test_labels"].numpy(), ref["t10k"][1])
+    assert np.array_equal(ds.train_y.numpy(), ref["train"][1])
+    assert np.array_equal(ds.test_y.numpy(), ref["t10k"][1])
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32])
@@ -276,8 +276,8 @@ def test_cifar10_round_trip(tmp_path, protocol):
     assert np.array_equal(ds.train.numpy().reshape(20, -1), data)
     assert np.array_equal(ds.test.numpy().reshape(4, -1), ref["test_batch"][b"data"])
     labels = sum((ref[f"data_batch_{i}"][b"labels"] for i in range(1, 6)), [])
-    assert ds.info["train_labels"].tolist() == labels
-    assert ds.info["test_labels"].tolist() == ref["test_batch"][b"labels"]
+    assert ds.train_y.tolist() == labels
+    assert ds.test_y.tolist() == ref["test_batch"][b"labels"]
 
 
 def test_cifar10_subset_and_errors(tmp_path):
@@ -340,7 +340,7 @@ def test_image_folder_classes_round_trip(tmp_path):
     order = sorted(imgs)  # files are read in sorted path order
     perm = np.random.default_rng(1).permutation(8)
     got = torch.cat([ds.train, ds.test]).numpy().transpose(0, 2, 3, 1)
-    labels = torch.cat([ds.info["train_labels"], ds.info["test_labels"]]).tolist()
+    labels = torch.cat([ds.train_y, ds.test_y]).tolist()
     for j, idx in enumerate(perm):
         cls, i = order[idx]
         assert np.array_equal(got[j], imgs[(cls, i)]) and labels[j] == ["cat", "dog"].index(cls)
@@ -355,7 +355,7 @@ def test_image_folder_gray_resize_jpeg(tmp_path):
     rgb = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
     _png(tmp_path / "a" / "x.png", rgb)
     ds = files.image_folder(path=str(tmp_path / "a"), grayscale=True, test_fraction=0.0)
-    assert ds.spec.event_shape == (1, 4, 4) and "train_labels" not in ds.info
+    assert ds.spec.event_shape == (1, 4, 4) and ds.train_y is None and ds.spec.classes is None
     luma = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])  # ITU-R 601-2, as Pillow documents
     assert np.abs(ds.train[0, 0].numpy() - luma).max() <= 1.0
     smooth = np.tile(np.linspace(0, 255, 16, dtype=np.uint8), (16, 1))

@@ -8,7 +8,8 @@ import torch
 from genlab import registry
 from genlab.build import build
 from genlab.capabilities import CapabilityError
-from genlab.config import ConfigError, from_dict, load_config
+from genlab.build import load_config
+from genlab.config import ConfigError, from_dict
 from genlab.objectives.adversarial import NonSaturatingGAN
 from genlab.train import TrainingDiverged, fit
 from genlab.train import checkpoint as ckpt

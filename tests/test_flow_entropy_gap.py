@@ -18,7 +18,7 @@ import torch
 
 import genlab
 from genlab.build import build_dataset
-from genlab.config import load_config
+from genlab.build import load_config
 from genlab.train import fit
 
 RECIPE = Path(genlab.__file__).parent / "recipes" / "ring8-smooth-flow-mle.yaml"

@@ -1,6 +1,6 @@
 """genlab: deep generative models — train, sample, evaluate and compare.
 
-Model, learning principle and evaluation are independent axes (see DESIGN.md).
+Model, learning principle and evaluation are independent axes (see docs/design.md).
 """
 
 __version__ = "0.1.0"
@@ -13,4 +13,11 @@ def load(run_dir, *, ema=None, step=None):
     return _load(run_dir, ema=ema, step=step)
 
 
-__all__ = ["load", "__version__"]
+def load_run(run_dir, *, ema=None, step=None, sampler=None):
+    """The model with the run's sampler and data spec (see :func:`genlab.api.load_run`)."""
+    from genlab.api import load_run as _load_run
+
+    return _load_run(run_dir, ema=ema, step=step, sampler=sampler)
+
+
+__all__ = ["load", "load_run", "__version__"]

@@ -1,7 +1,9 @@
 """Turn a validated :class:`~genlab.config.RunConfig` into objects.
 
 Reserved constructor keywords (filled by genlab, never by configs):
-``data_spec`` for models, ``dataset`` for metrics.
+``data_spec`` for models, ``dataset``/``data_spec``/``seed`` for metrics. The
+``data`` section's ``labelled`` key is genlab's too (it hides labels after the
+dataset is built).
 """
 
 from __future__ import annotations
@@ -9,20 +11,24 @@ from __future__ import annotations
 import inspect
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from genlab import registry
-from genlab.capabilities import check_requirements, missing
-from genlab.config import OPTIM_KEYS, ConfigError, RunConfig, validate_kwargs
-from genlab.data.base import DataSpec, Dataset
+
+from genlab.capabilities import check_conditioning, check_requirements, missing
+from genlab.config import OPTIM_KEYS, ConfigError, RunConfig, apply_overrides, from_dict, load_yaml, validate_kwargs
+from genlab.data.base import DataSpec, Dataset, hide_labels
 from genlab.metrics.base import Metric
 from genlab.models.base import GenerativeModel
 from genlab.objectives.base import Objective
+from genlab.sampling.samplers import Sampler
 
 MODEL_RESERVED = ("data_spec",)
-METRIC_RESERVED = ("dataset",)
+METRIC_RESERVED = ("dataset", "data_spec", "proposal_fn")
+DATA_RESERVED = ("labelled",)
 
 
 def split(section: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -50,18 +56,33 @@ def fitting(table: str, model_cls: type) -> list[str]:
     return [n for n, c in registry.TABLES[table].items() if not missing(getattr(c, "requires", ()), model_cls)]
 
 
-def check_metric(name: str, model_cls: type, model_name: str, data_cls: type, data_name: str) -> None:
+def check_metric(name: str, model_cls: type, model_name: str, data_cls: type, data_name: str,
+                 args: dict[str, Any] | None = None) -> None:
+    """Check a metric's name, its arguments (``eval.args``) and its needs of model and data."""
     cls = _lookup("metrics", name)
     check_requirements(f"metric '{name}'", cls.requires, model_cls, model_name, fitting("metrics", model_cls))
     for need in cls.requires_data:
         if not issubclass(data_cls, need):
             raise ConfigError(f"metric '{name}' needs a dataset of kind {need.__name__}; '{data_name}' is not one")
+    validate_kwargs(cls, dict(args or {}), where=f"eval.args.{name}", reserved=METRIC_RESERVED,
+                    required=False)
+
+
+def check_sampler(section: dict[str, Any], model_cls: type, model_name: str) -> None:
+    """Check a ``sampler:`` section's name, keys and the capabilities it needs."""
+    name, kw = split(section)
+    cls = _lookup("samplers", name)
+    check_requirements(f"sampler '{name}'", cls.requires, model_cls, model_name, fitting("samplers", model_cls))
+    validate_kwargs(cls, kw, where=f"sampler '{name}'")
 
 
 def validate(cfg: RunConfig) -> None:
     """Check every name, key and capability pairing; raise before anything is built."""
     dname, dkw = split(cfg.data)
     dfn = _lookup("datasets", dname)
+    labelled = dkw.pop("labelled", None)
+    if labelled is not None and (not isinstance(labelled, int) or isinstance(labelled, bool) or labelled < 0):
+        raise ConfigError(f"data.labelled should be a non-negative int (labels kept per split), got {labelled!r}")
     validate_kwargs(dfn, dkw, where=f"data '{dname}'")
     mname, mkw = split(cfg.model)
     mcls = _lookup("models", mname)
@@ -69,9 +90,15 @@ def validate(cfg: RunConfig) -> None:
     oname, okw = split(cfg.objective)
     ocls = _lookup("objectives", oname)
     check_requirements(f"objective '{oname}'", ocls.requires, mcls, mname, fitting("objectives", mcls))
+    check_conditioning(f"objective '{oname}'", ocls.conditional, mcls, mname)
     validate_kwargs(ocls, okw, where=f"objective '{oname}'")
+    check_sampler(cfg.sampler, mcls, mname)
+    for m in cfg.eval.args:
+        if m not in cfg.eval.metrics:
+            raise ConfigError(f"eval.args has arguments for metric {m!r}, which is not in eval.metrics "
+                              f"({', '.join(cfg.eval.metrics) or 'empty'}); add it there or remove its arguments")
     for m in cfg.eval.metrics:
-        check_metric(m, mcls, mname, dataset_class(dfn), dname)
+        check_metric(m, mcls, mname, dataset_class(dfn), dname, cfg.eval.args.get(m))
     players = ocls.players
     for where, keys in (("train.schedule", cfg.train.schedule), ("train.optim", cfg.train.optim)):
         for p in keys:
@@ -89,12 +116,25 @@ class Experiment:
     dataset: Dataset
     model: GenerativeModel
     objective: Objective
+    sampler: Sampler
 
 
-def build_dataset(section: dict[str, Any]) -> Dataset:
+def build_dataset(section: dict[str, Any], seed: int = 0) -> Dataset:
+    """The dataset of a ``data:`` section; ``labelled: N`` keeps N labels per split (seeded)."""
     name, kw = split(section)
+    labelled = kw.pop("labelled", None)
     fn = _lookup("datasets", name)
-    return fn(**validate_kwargs(fn, kw, where=f"data '{name}'"))
+    data = fn(**validate_kwargs(fn, kw, where=f"data '{name}'"))
+    if labelled is not None:
+        hide_labels(data, labelled, seed=seed)
+    return data
+
+
+def build_sampler(section: dict[str, Any] | None) -> Sampler:
+    """A sampler from a ``sampler:`` section (``None``: ancestral)."""
+    name, kw = split(section or {"name": "ancestral"})
+    cls = _lookup("samplers", name)
+    return cls(**validate_kwargs(cls, kw, where=f"sampler '{name}'"))
 
 
 def build_model(section: dict[str, Any], data_spec: DataSpec, seed: int) -> GenerativeModel:
@@ -125,9 +165,16 @@ def build_metric(name: str, dataset: Dataset | None = None, **kwargs: Any) -> Me
 
 
 def build(cfg: RunConfig) -> Experiment:
-    """Validate, then build dataset, model and objective (helper nets included)."""
+    """Validate, then build dataset, model, objective (helper nets included) and sampler."""
     validate(cfg)
-    dataset = build_dataset(cfg.data)
+    dataset = build_dataset(cfg.data, cfg.seed)
     model = build_model(cfg.model, dataset.spec, cfg.seed)
     objective = build_objective(cfg.objective, model, dataset.spec, cfg.seed)
-    return Experiment(dataset, model, objective)
+    return Experiment(dataset, model, objective, build_sampler(cfg.sampler))
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read, override and validate a YAML config (structure, registry names, capabilities)."""
+    cfg = from_dict(apply_overrides(load_yaml(path), overrides or []))
+    validate(cfg)
+    return cfg

@@ -1,7 +1,9 @@
 """Run configs: YAML in, validated dataclasses out.
 
-A config has the sections ``data``, ``model``, ``objective`` (each ``{name: ...,
-**kwargs}``, the kwargs being the keyword arguments of the registered class),
+A config has the sections ``data``, ``model``, ``objective`` and ``sampler``
+(each ``{name: ..., **kwargs}``, the kwargs being the keyword arguments of the
+registered class; ``sampler`` defaults to ``{name: ancestral}``; ``data`` also
+takes ``labelled: N``, see :func:`genlab.data.base.hide_labels`),
 ``train`` (:class:`TrainConfig`) and ``eval`` (:class:`EvalConfig`), plus ``seed``,
 ``name`` and a free-form ``expected`` block (the result a recipe should reach).
 Validation is strict: an unknown key, a wrong type or a missing field raises
@@ -11,79 +13,14 @@ Validation is strict: an unknown key, a wrong type or a missing field raises
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import types
-import typing
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A config that did not validate."""
-
-
-# --- generic keyword validation ---------------------------------------------------
-
-def _type_ok(value: Any, hint: Any) -> bool:
-    if hint is Any or hint is inspect.Parameter.empty:
-        return True
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, h) for h in typing.get_args(hint))
-    if origin is Literal:
-        return value in typing.get_args(hint)
-    if hint is type(None):
-        return value is None
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if origin in (list, tuple, typing.Sequence, __import__("collections.abc").abc.Sequence):
-        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
-        return isinstance(value, (list, tuple)) and all(_type_ok(v, args[0]) for v in value) if args \
-            else isinstance(value, (list, tuple))
-    if origin is dict:
-        return isinstance(value, dict)
-    if isinstance(hint, type):
-        return isinstance(value, hint)
-    return True
-
-
-def _hint_name(hint: Any) -> str:
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
-
-
-def config_keys(target: Any, reserved: tuple[str, ...] = ()) -> dict[str, inspect.Parameter]:
-    """The config keys a class or function accepts: its keyword arguments minus ``reserved``."""
-    sig = inspect.signature(target)
-    return {n: p for n, p in sig.parameters.items()
-            if n not in reserved and n != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
-
-
-def validate_kwargs(target: Any, kwargs: dict[str, Any], *, where: str,
-                    reserved: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Check ``kwargs`` against ``target``'s signature; return them unchanged or raise."""
-    params = config_keys(target, reserved)
-    try:
-        hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
-    except Exception:  # unresolvable annotations: skip type checks
-        hints = {}
-    valid = ", ".join(sorted(params)) or "(none)"
-    for key in kwargs:
-        if key not in params:
-            raise ConfigError(f"unknown key {key!r} in {where}; valid keys: {valid}")
-    for name, p in params.items():
-        if p.default is inspect.Parameter.empty and name not in kwargs:
-            raise ConfigError(f"missing required key {name!r} in {where}; valid keys: {valid}")
-    for key, value in kwargs.items():
-        hint = hints.get(key, Any)
-        if not _type_ok(value, hint):
-            raise ConfigError(f"{where}: key {key!r} should be {_hint_name(hint)}, got "
-                              f"{type(value).__name__} {value!r}")
-    return kwargs
+from genlab.kwargs import ConfigError, config_keys, validate_kwargs  # noqa: F401 (re-exported)
 
 
 # --- the run config ---------------------------------------------------------------
@@ -136,6 +73,7 @@ class RunConfig:
     objective: dict[str, Any]
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    sampler: dict[str, Any] = field(default_factory=lambda: {"name": "ancestral"})
     seed: int = 0
     name: str = ""
     expected: dict[str, Any] = field(default_factory=dict)
@@ -184,6 +122,7 @@ def from_dict(d: Any) -> RunConfig:
                      objective=_section(d["objective"], "objective"),
                      train=_dataclass_from(TrainConfig, d.get("train"), "train"),
                      eval=_dataclass_from(EvalConfig, d.get("eval"), "eval"),
+                     sampler=_section(d.get("sampler") or {"name": "ancestral"}, "sampler"),
                      seed=seed, name=str(d.get("name", "")), expected=dict(d.get("expected") or {}))
 
 
@@ -199,8 +138,27 @@ def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {key}: {p!r} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = parse_value(raw)
     return d
+
+
+class YAMLLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-3`` and ``5E4`` as floats (YAML 1.2) rather than
+    strings (YAML 1.1), as users mean them."""
+
+
+YAMLLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def parse_value(raw: str) -> Any:
+    """A ``--set`` value, parsed as YAML (with :class:`YAMLLoader`)."""
+    try:
+        return yaml.load(raw, Loader=YAMLLoader)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set value {raw!r} is not valid YAML: {str(e).splitlines()[0]}") from None
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -208,16 +166,24 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
-        d = yaml.safe_load(path.read_text())
+        d = yaml.load(path.read_text(), Loader=YAMLLoader)
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
     return d or {}
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read, override and validate a YAML config (structure and registry names)."""
-    from genlab.build import validate
+#: Recipes bundled with genlab (``genlab list recipes``).
+RECIPES = Path(__file__).resolve().parent / "recipes"
 
-    cfg = from_dict(apply_overrides(load_yaml(path), overrides or []))
-    validate(cfg)
-    return cfg
+
+def resolve_recipe(name: str | Path) -> Path:
+    """A YAML path, or the name of a bundled recipe (``ring8-nsgan``)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    name = str(name)
+    bundled = RECIPES / (name if name.endswith(".yaml") else f"{name}.yaml")
+    if bundled.is_file():
+        return bundled
+    have = ", ".join(sorted(p.stem for p in RECIPES.glob("*.yaml")))
+    raise ConfigError(f"config {name!r} is neither a file nor a bundled recipe; recipes: {have}")

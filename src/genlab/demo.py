@@ -16,8 +16,8 @@ from pathlib import Path
 
 from genlab import registry
 from genlab.capabilities import missing
-from genlab.cli.commands import resolve_config
-from genlab.config import load_config
+from genlab.build import load_config
+from genlab.config import resolve_recipe
 from genlab.train import fit
 
 #: The battery every digits model is judged by (model-based metrics only where the
@@ -52,7 +52,7 @@ def battery_for(model_name: str, data_name: str) -> list[str]:
 
 
 def run_one(run: DemoRun, out: Path, quick: bool) -> dict:
-    cfg = load_config(resolve_config(run.recipe), run.overrides)
+    cfg = load_config(resolve_recipe(run.recipe), run.overrides)
     battery = battery_for(cfg.model["name"], cfg.data["name"])
     critic = {"steps": 150 if quick else 600, "progress": False}
     sets = [f"eval.metrics={json.dumps(battery)}", "train.progress=true", "train.ckpt_every=0"]
@@ -62,7 +62,7 @@ def run_one(run: DemoRun, out: Path, quick: bool) -> dict:
     sets.append("eval.n=300" if quick and cfg.data["name"] == "digits" else "eval.n=2500")
     if quick:
         sets += [f"train.steps={run.quick_steps}", "train.sample_every=0"]
-    cfg = load_config(resolve_config(run.recipe), run.overrides + sets)
+    cfg = load_config(resolve_recipe(run.recipe), run.overrides + sets)
     t0 = time.time()
     result = fit(cfg, out / run.label)
     result["seconds"] = time.time() - t0

@@ -42,6 +42,7 @@ from genlab.objectives.lsgan import LeastSquaresGAN
 from genlab.objectives.mmd import GMMN
 from genlab.objectives.mmd_gan import MMDGAN
 from genlab.objectives.wasserstein import WGANGP, WassersteinGAN
+from genlab.sampling.samplers import Ancestral, AnnealedLangevin, Langevin
 
 # --- data -------------------------------------------------------------------
 DATASETS: dict[str, Callable[..., Any]] = {
@@ -116,7 +117,15 @@ METRICS: dict[str, type] = {
     "bpd": BitsPerDim,
 }
 
-TABLES = {"datasets": DATASETS, "models": MODELS, "objectives": OBJECTIVES, "metrics": METRICS}
+# --- samplers ---------------------------------------------------------------
+SAMPLERS: dict[str, type] = {
+    "ancestral": Ancestral,
+    "langevin": Langevin,
+    "annealed_langevin": AnnealedLangevin,
+}
+
+TABLES = {"datasets": DATASETS, "models": MODELS, "objectives": OBJECTIVES, "metrics": METRICS,
+          "samplers": SAMPLERS}
 
 
 def lookup(table: str, name: str) -> Any:

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from genlab import registry
-from genlab.api import RunNotFound, load, load_spec
+from genlab.api import RunNotFound, load_run
 from genlab.capabilities import CapabilityError, capabilities_of
-from genlab.config import ConfigError
-from genlab.train.loop import RunDirError, TrainingDiverged
+from genlab.config import RECIPES, ConfigError, resolve_recipe
+from genlab.train.loop import RunDirError
+from genlab.train.trainer import TrainingDiverged
 
 USER_ERRORS = (ConfigError, CapabilityError, RunNotFound, RunDirError, FileNotFoundError, ValueError)
 DIVERGED = (TrainingDiverged,)
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
 #: ``genlab bench NAME``: module in genlab.experiments with ``run(*, out, quick, progress)``.
 BENCHES = {
@@ -28,26 +28,16 @@ BENCHES = {
     "many-paths": "many_paths",
     "realnvp-mle-vs-critic": "realnvp_mle_vs_critic",
 }
-LISTABLE = ("datasets", "models", "objectives", "metrics", "recipes", "benches")
-
-
-def resolve_config(name: str) -> Path:
-    """A YAML path, or the name of a bundled recipe (``ring8-nsgan``)."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    bundled = RECIPES / (name if name.endswith(".yaml") else f"{name}.yaml")
-    if bundled.is_file():
-        return bundled
-    have = ", ".join(sorted(p.stem for p in RECIPES.glob("*.yaml")))
-    raise ConfigError(f"config {name!r} is neither a file nor a bundled recipe; recipes: {have}")
+#: Feature extractors built into genlab (anything else is a TorchScript path: code).
+BUILTIN_FEATURES = ("auto", "identity", "digits", "flatten")
+LISTABLE = ("datasets", "models", "objectives", "samplers", "metrics", "recipes", "benches")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from genlab.config import load_config
+    from genlab.build import load_config
     from genlab.train import fit
 
-    path = resolve_config(args.config)
+    path = resolve_recipe(args.config)
     cfg = load_config(path, args.set)
     out = Path(args.out or f"runs/{cfg.name or path.stem}")
     result = fit(cfg, out, resume=args.resume)
@@ -58,22 +48,57 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def sampler_section(args: argparse.Namespace) -> dict | None:
+    """The ``sampler:`` section asked for on the command line (``--sampler``, ``--set sampler.K=V``),
+    or ``None`` for the run's own."""
+    from genlab.config import apply_overrides
+
+    sets = list(getattr(args, "set", None) or [])
+    bad = [s for s in sets if not s.startswith("sampler.")]
+    if bad:
+        raise ConfigError(f"--set here only sets sampler keys (sampler.KEY=VALUE); got {bad[0]!r}")
+    if not args.sampler and not sets:
+        return None
+    d: dict = {"sampler": {"name": args.sampler}} if args.sampler else {}
+    return apply_overrides(d, sets).get("sampler")
+
+
+def class_labels(arg: str | None, model, n: int) -> tuple[torch.Tensor | None, int, int | None]:
+    """``--class K`` / ``--class all`` -> (labels, n, images per row)."""
+    if arg is None:
+        return None, n, None
+    if not model.conditional:
+        raise ValueError(f"--class needs a conditional model; this run's {type(model).__name__} is unconditional")
+    k = model.num_classes
+    if arg == "all":
+        per = max(1, n // k)
+        return torch.arange(k).repeat_interleave(per), per * k, per
+    if not arg.isdigit() or int(arg) >= k:
+        raise ValueError(f"--class must be a class index 0..{k - 1} or 'all', got {arg!r}")
+    return torch.full((n,), int(arg)), n, None
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
-    from genlab.metrics.evaluate import draw_samples
     from genlab.train.pictures import save_samples_png
 
-    model = load(args.run, ema=False if args.no_ema else None)
-    spec = load_spec(args.run)
-    x = draw_samples(model, args.n, seed=args.seed, spec=spec)
+    if args.n < 1:
+        raise ValueError(f"--n must be >= 1, got {args.n}")
     out = Path(args.out)
+    if out.suffix not in (".npy", ".png"):
+        raise ValueError(f"--out must end in .npy or .png, got {out.name!r}")
+    run = load_run(args.run, ema=False if args.no_ema else None, sampler=sampler_section(args))
+    labels, n, nrow = class_labels(args.class_, run.model, args.n)
+    x = run.sample(n, seed=args.seed, context=labels)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":
         np.save(out, x.numpy())
-    elif out.suffix == ".png":
-        save_samples_png(out, x, spec, title=f"{Path(args.run).name}: {args.n} samples, seed {args.seed}")
+        if labels is not None:
+            np.save(out.with_name(out.stem + "-labels.npy"), labels.numpy())
     else:
-        raise ValueError(f"--out must end in .npy or .png, got {out.name!r}")
-    print(f"wrote {args.n} samples of shape {tuple(x.shape[1:])} to {out}")
+        what = "" if args.class_ is None else f", class {args.class_}"
+        save_samples_png(out, x, run.spec, title=f"{Path(args.run).name}: {n} samples{what}, seed {args.seed}",
+                         labels=labels, nrow=nrow)
+    print(f"wrote {n} samples of shape {tuple(x.shape[1:])} to {out}")
     return 0
 
 
@@ -109,21 +134,33 @@ def _eval_run(args: argparse.Namespace, metrics: list[str] | None) -> dict:
     from genlab.build import build_dataset, check_metric
     from genlab.metrics.evaluate import evaluate_model
 
-    run = Path(args.run)
-    model = load(run)
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    if args.n is not None and args.n < 1:
+        raise ValueError(f"--n must be >= 1, got {args.n}")
+    run = load_run(args.run, sampler=sampler_section(args))
+    cfg, model = run.config, run.model
     ev = cfg.get("eval", {})
     names = metrics or ev.get("metrics") or []
     if not names:
         raise ValueError(f"no metrics: pass --metrics (see `genlab list metrics`) or set eval.metrics in "
-                         f"{run / 'config.yaml'}")
+                         f"{Path(args.run) / 'config.yaml'}")
+    metric_args = {m: dict(a) for m, a in (ev.get("args") or {}).items() if m in names}
+    for m, a in metric_args.items():  # a run directory is untrusted: it may not name code to run
+        if str(a.get("features", "auto")) not in BUILTIN_FEATURES and args.features == "auto":
+            raise ValueError(f"{args.run}'s config.yaml names a TorchScript feature file for {m} "
+                             f"({a['features']!r}). Feature files are code; genlab does not load one named by a "
+                             "run directory. If you trust it, pass it yourself: --features PATH")
+    if args.features != "auto":  # the flag wins over the run's eval.args
+        for m in names:
+            if "features" in inspect.signature(registry.lookup("metrics", m)).parameters:
+                metric_args.setdefault(m, {})["features"] = args.features
+    dataset = build_dataset(cfg["data"], int(cfg.get("seed", 0)))
     for m in names:
-        check_metric(m, type(model), cfg["model"]["name"], type(build_dataset(cfg["data"])), cfg["data"]["name"])
-    dataset = build_dataset(cfg["data"])
+        check_metric(m, type(model), cfg["model"]["name"], type(dataset), cfg["data"]["name"], metric_args.get(m))
     n, seed = args.n or ev.get("n", 2500), ev.get("seed", 0) if args.seed is None else args.seed
-    values = evaluate_model(model, dataset, names, n=n, seed=seed, args=ev.get("args", {}))
-    doc = {"metrics": values, "n": n, "seed": seed}
-    (run / "eval.json").write_text(json.dumps(doc, indent=1))
+    values = evaluate_model(model, dataset, names, n=n, seed=seed, args=metric_args, sampler=run.sampler)
+    doc = {"metrics": values, "n": n, "seed": seed, "step": run.step, "weights": run.weights,
+           "sampler": run.sampler_section}
+    (Path(args.run) / "eval.json").write_text(json.dumps(doc, indent=1))
     return doc
 
 

@@ -11,6 +11,7 @@ EPILOG = """examples:
   genlab train recipes/ring8-nsgan.yaml --out runs/ring8
   genlab train recipes/ring8-nsgan.yaml --set train.steps=500 --set model.hidden=256
   genlab sample runs/ring8 --n 2500 --out samples.npy --seed 1
+  genlab sample runs/digits-tacgan --class all --n 100 --out grid.png
   genlab eval runs/ring8 --json
   genlab eval --real real.npy --fake fake.npy --metrics fid,kid,prdc --features identity
   genlab compare runs/a runs/b --out report.html
@@ -38,6 +39,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="FILE.npy (array (N, *event_shape), data space) or FILE.png")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--no-ema", action="store_true", help="use the raw weights even if the run kept an EMA")
+    s.add_argument("--class", dest="class_", metavar="K",
+                   help="conditional runs: samples of class K, or 'all' for a grid with one row per class")
+    _sampler_args(s)
 
     e = sub.add_parser("eval", help="evaluate a run, or two sample sets (--real/--fake)")
     e.add_argument("run", nargs="?")
@@ -46,15 +50,18 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=None)
     e.add_argument("--real", help="with --fake: a .npy/.npz file or image folder of data")
     e.add_argument("--fake", help="with --real: a .npy/.npz file or image folder of samples")
-    e.add_argument("--features", default="auto", help="identity | digits | PATH to a TorchScript module")
+    e.add_argument("--features", default="auto",
+                   help="auto | identity | digits | PATH to a TorchScript module. A TorchScript file is code: "
+                        "only give one you trust (genlab never loads one named by a run directory)")
     e.add_argument("--json", action="store_true", help="print the results as JSON")
+    _sampler_args(e)
 
     c = sub.add_parser("compare", help="one self-contained HTML report over several runs")
     c.add_argument("runs", nargs="+")
     c.add_argument("--out", default="report.html")
     c.add_argument("--title")
 
-    ls = sub.add_parser("list", help="list datasets, models, objectives, metrics, recipes, benches")
+    ls = sub.add_parser("list", help="list datasets, models, objectives, samplers, metrics, recipes, benches")
     ls.add_argument("what", nargs="?", choices=sorted(commands.LISTABLE), help="only this table")
 
     d = sub.add_parser("demo", help="the main job: the model-comparison study on the embedded data")
@@ -66,6 +73,12 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--out", help="output folder (default: runs/bench-<name>)")
     b.add_argument("--quick", action="store_true")
     return p
+
+
+def _sampler_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sampler", help="draw samples with this sampler instead of the run's (genlab list samplers)")
+    p.add_argument("--set", action="append", default=[], metavar="sampler.KEY=VALUE",
+                   help="override a sampler key, e.g. --set sampler.steps=500 (repeatable)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ Bits/dim is ``-log P(k) / (D ln 2)``. A model uniform on the model-space box
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +49,39 @@ def uniform_dequantize(x: Tensor, spec: DataSpec, generator: torch.Generator | N
     v = torch.rand(x.shape, generator=generator, device="cpu" if generator is None else generator.device,
                    dtype=x.dtype).to(x.device)
     return x + (v - 0.5) / spec.scale
+
+
+def to_data_log_density(log_p_model: Tensor, spec: DataSpec | None, *, discrete: bool) -> Tensor:
+    """Model-space log density ``(B,)`` -> data space: subtract ``D log|scale|`` unless the
+    values are probability masses (``discrete``) or there is no spec."""
+    return log_p_model if discrete or spec is None else log_p_model - log_scale_offset(spec)
+
+
+def data_log_prob(log_prob: Callable[[Tensor], Tensor], x: Tensor, spec: DataSpec, *, discrete: bool,
+                  dequantizer: "VariationalDequantizer | None" = None, samples: int = 1,
+                  generator: torch.Generator | None = None) -> Tensor:
+    """The data-space log-likelihood ``(B,)`` in nats of model-space data ``x`` ``(B, *event)``,
+    the one place that branches on the kind of model and data (objectives and metrics call it):
+
+    * ``discrete`` (a probability mass over the levels): ``log_prob(x)``;
+    * continuous data (``spec.levels`` None): ``log_prob(x) - D log|scale|``;
+    * discrete data, continuous model: with ``dequantizer``, ``log p(y) - D log|scale| - log q(v|k)``;
+      otherwise the ``samples``-draw uniformly dequantised importance-weighted bound
+      (``samples = 1``: the usual bound).
+
+    ``log_prob`` is the model's ``log_prob`` with any context already bound.
+    """
+    if discrete:
+        return log_prob(x)
+    if spec.levels is None:
+        return to_data_log_density(log_prob(x), spec, discrete=False)
+    if dequantizer is not None:
+        y, log_q = dequantizer.dequantize(x, generator)
+        return to_data_log_density(log_prob(y), spec, discrete=False) - log_q
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    draws = torch.stack([log_prob(uniform_dequantize(x, spec, generator)) for _ in range(samples)])
+    return to_data_log_density(torch.logsumexp(draws, 0) - math.log(samples), spec, discrete=False)
 
 
 def bits_per_dim(log_p_data: Tensor, spec: DataSpec) -> Tensor:

@@ -3,7 +3,7 @@
 Fixed split: a permutation of all 1,797 images drawn with
 ``numpy.random.default_rng(0)``; the first 1,497 are ``train``, the last 300
 ``test``. Images are ``(1, 8, 8)`` floats with integer values 0..16 (data space);
-labels are in ``info["train_labels"]`` / ``info["test_labels"]``.
+labels 0..9 are ``train_y`` / ``test_y`` (``spec.classes = 10``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from genlab.data.base import Dataset, image_spec
+from genlab.data.base import Dataset, image_spec, labelled_dataset
 
 N_TEST = 300
 
@@ -25,5 +25,4 @@ def digits() -> Dataset:
     x = torch.tensor(bunch.images[order], dtype=torch.float32).unsqueeze(1)
     y = torch.tensor(bunch.target[order])
     spec = image_spec("digits", (1, 8, 8), levels=17)
-    return Dataset(spec=spec, train=x[:-N_TEST], test=x[-N_TEST:],
-                   info={"train_labels": y[:-N_TEST], "test_labels": y[-N_TEST:], "classes": 10})
+    return labelled_dataset(spec, x[:-N_TEST], x[-N_TEST:], y[:-N_TEST], y[-N_TEST:], classes=10)

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from genlab.data.base import DataSpec, Dataset, image_spec
+from genlab.data.base import DataSpec, Dataset, image_spec, labelled_dataset
 
 
 class DataFileError(ValueError):
@@ -44,12 +44,12 @@ def _split(x: np.ndarray, y: np.ndarray | None, test_fraction: float, seed: int,
     return x[tr], x[te], (None if y is None else y[tr]), (None if y is None else y[te])
 
 
-def _labels_info(y_tr: np.ndarray | None, y_te: np.ndarray | None, **extra: Any) -> dict[str, Any]:
-    info = dict(extra)
-    if y_tr is not None:
-        info.update(train_labels=torch.as_tensor(y_tr, dtype=torch.long),
-                    test_labels=torch.as_tensor(y_te, dtype=torch.long))
-    return info
+def _labelled(spec: DataSpec, x_tr: np.ndarray, x_te: np.ndarray, y_tr: np.ndarray | None,
+              y_te: np.ndarray | None, classes: int, **info: Any) -> Dataset:
+    """A dataset whose labels (when there are any, of at least two classes) are ``train_y``/``test_y``."""
+    labelled = y_tr is not None and classes >= 2
+    return labelled_dataset(spec, torch.from_numpy(x_tr).float(), torch.from_numpy(x_te).float(),
+                            y_tr if labelled else None, y_te if labelled else None, classes, info)
 
 
 # --- IDX (MNIST) ---------------------------------------------------------------------
@@ -110,15 +110,14 @@ def mnist(*, path: str) -> Dataset:
 
     ``path`` holds ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
     ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each raw or ``.gz``.
-    Train/test are the files' own splits; labels in ``info``.
+    Train/test are the files' own splits; labels are ``train_y``/``test_y``.
     """
     root = _existing(path, "MNIST directory")
     x_tr, y_tr = _mnist_split(root, "train")
     x_te, y_te = _mnist_split(root, "t10k")
     if x_tr.shape[1:] != x_te.shape[1:]:
         raise DataFileError(f"{root}: train images are {x_tr.shape[2:]} but test images {x_te.shape[2:]}")
-    return Dataset(spec=image_spec("mnist", x_tr.shape[1:], 256), train=torch.from_numpy(x_tr).float(),
-                   test=torch.from_numpy(x_te).float(), info=_labels_info(y_tr, y_te, classes=10))
+    return _labelled(image_spec("mnist", x_tr.shape[1:], 256), x_tr, x_te, y_tr, y_te, 10)
 
 
 # --- CIFAR-10 pickles ------------------------------------------------------------------
@@ -158,7 +157,7 @@ def _cifar_batch(p: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def cifar10(*, path: str, train_batches: list[int] | None = None) -> Dataset:
-    """CIFAR-10 from the python-pickle batches: ``(3, 32, 32)``, 256 levels, labels in ``info``.
+    """CIFAR-10 from the python-pickle batches: ``(3, 32, 32)``, 256 levels, labels ``train_y``/``test_y``.
 
     ``path`` is the ``cifar-10-batches-py`` folder (or its parent). ``train_batches``
     picks which of ``data_batch_1..5`` to read (default all five; each one listed
@@ -179,9 +178,8 @@ def cifar10(*, path: str, train_batches: list[int] | None = None) -> Dataset:
     parts = [_cifar_batch(root / n) for n in names]
     x_tr = np.concatenate([p[0] for p in parts[:-1]])
     y_tr = np.concatenate([p[1] for p in parts[:-1]])
-    return Dataset(spec=image_spec("cifar10", (3, 32, 32), 256), train=torch.from_numpy(x_tr).float(),
-                   test=torch.from_numpy(parts[-1][0]).float(),
-                   info=_labels_info(y_tr, parts[-1][1], classes=10, batches=ids))
+    return _labelled(image_spec("cifar10", (3, 32, 32), 256), x_tr, parts[-1][0], y_tr, parts[-1][1], 10,
+                     batches=ids)
 
 
 # --- image folder ----------------------------------------------------------------------
@@ -236,9 +234,8 @@ def image_folder(*, path: str, size: list[int] | None = None, grayscale: bool = 
         classes = sorted({f.relative_to(root).parts[0] for f in files})
         y = np.array([classes.index(f.relative_to(root).parts[0]) for f in files])
     x_tr, x_te, y_tr, y_te = _split(np.stack(images), y, test_fraction, seed, "image_folder")
-    return Dataset(spec=image_spec("image_folder", images[0].shape, 256), train=torch.from_numpy(x_tr).float(),
-                   test=torch.from_numpy(x_te).float(),
-                   info=_labels_info(y_tr, y_te, class_names=classes, classes=len(classes)))
+    return _labelled(image_spec("image_folder", images[0].shape, 256), x_tr, x_te, y_tr, y_te, len(classes),
+                     class_names=classes)
 
 
 # --- NumPy arrays ----------------------------------------------------------------------
@@ -291,8 +288,8 @@ def _array_spec(x: np.ndarray) -> DataSpec:
     return DataSpec(name="array", kind="points", event_shape=x.shape[1:], shift=float(x.mean()), scale=std)
 
 
-def array(*, path: str, key: str | None = None, channels_last: bool = False, test_path: str | None = None,
-          test_fraction: float = 0.1, seed: int = 0) -> Dataset:
+def array(*, path: str, key: str | None = None, labels: str | None = None, channels_last: bool = False,
+          test_path: str | None = None, test_fraction: float = 0.1, seed: int = 0) -> Dataset:
     """A ``.npy``/``.npz`` array: ``(N, D)`` -> points ``(D,)``; ``(N, C, H, W)`` -> images.
 
     ``key`` names the array in a ``.npz`` (default: its only array, else ``x``, else
@@ -302,21 +299,33 @@ def array(*, path: str, key: str | None = None, channels_last: bool = False, tes
     train mean and divides by the train std (one scalar each, over all entries).
     Test set: ``test_path`` (same format and ``key``) if given, else a random
     ``test_fraction`` drawn with ``numpy.random.default_rng(seed)``.
+    ``labels`` names an array of ``(N,)`` integer class labels ``0..K-1`` in the same
+    ``.npz`` (and in ``test_path``); the dataset is then labelled with ``K`` classes.
     """
     p = Path(path).expanduser()
     x = _as_events(_load_array(p, key), p, channels_last)
+    y = None if labels is None else _labels_array(p, labels, len(x))
     if test_path is not None:
         tp = Path(test_path).expanduser()
         x_te = _as_events(_load_array(tp, key), tp, channels_last)
         if x_te.shape[1:] != x.shape[1:] or (x_te.dtype == np.uint8) != (x.dtype == np.uint8):
             raise DataFileError(f"{tp}: test array is {x_te.dtype} {x_te.shape[1:]} per example but "
                                 f"{p} is {x.dtype} {x.shape[1:]}; they must match")
-        x_tr = x
+        x_tr, y_tr, y_te = x, y, None if labels is None else _labels_array(tp, labels, len(x_te))
     else:
-        x_tr, x_te, _, _ = _split(x, None, test_fraction, seed, "array")
-    spec = _array_spec(x_tr)
-    return Dataset(spec=spec, train=torch.from_numpy(x_tr.astype(np.float32)),
-                   test=torch.from_numpy(x_te.astype(np.float32)), info={"source": str(p), "dtype": str(x.dtype)})
+        x_tr, x_te, y_tr, y_te = _split(x, y, test_fraction, seed, "array")
+    classes = 0 if y is None else int(max(y.max(), -1 if y_te is None or not len(y_te) else y_te.max())) + 1
+    return _labelled(_array_spec(x_tr), x_tr.astype(np.float32), x_te.astype(np.float32), y_tr, y_te, classes,
+                     source=str(p), dtype=str(x.dtype))
+
+
+def _labels_array(p: Path, key: str, n: int) -> np.ndarray:
+    if p.suffix != ".npz":
+        raise DataFileError(f"{p}: labels: {key!r} needs a .npz file holding the images/rows and the labels")
+    y = _load_array(p, key)
+    if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer) or (n and y.min() < 0):
+        raise DataFileError(f"{p}: labels {key!r} must be ({n},) non-negative integers, got {y.dtype} {y.shape}")
+    return y.astype(np.int64)
 
 
 # --- WAV audio -------------------------------------------------------------------------

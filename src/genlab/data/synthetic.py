@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import torch
 
-from genlab.data.base import DataSpec, Dataset, MixtureDataset
+from genlab.data.base import DataSpec, Dataset, MixtureDataset, labelled_dataset
 
 
 def _mixture(name: str, means: torch.Tensor, std: float, n_train: int, n_test: int, seed: int) -> MixtureDataset:
@@ -50,16 +50,20 @@ _Sampler = Callable[[int, torch.Generator], tuple[torch.Tensor, "torch.Tensor | 
 
 
 def _points(name: str, sampler: _Sampler, n_train: int, n_test: int, seed: int,
-            info: dict[str, Any], label_key: str = "labels") -> Dataset:
+            info: dict[str, Any], classes: int | None = None) -> Dataset:
+    """``classes``: the sampler's second output is a class label (``train_y``); otherwise
+    it is a per-point parameter kept in ``info["train_t"]`` / ``info["test_t"]``."""
     if n_train < 1 or n_test < 0:
         raise ValueError(f"{name}: n_train must be >= 1 and n_test >= 0, got {n_train}, {n_test}")
     g = torch.Generator().manual_seed(seed)
     x_tr, y_tr = sampler(n_train, g)
     x_te, y_te = sampler(n_test, g)
-    if y_tr is not None:
-        info = {**info, f"train_{label_key}": y_tr, f"test_{label_key}": y_te}
     spec = DataSpec(name=name, kind="points", event_shape=(2,))
-    return Dataset(spec=spec, train=x_tr.float(), test=x_te.float(), info=info)
+    if classes is None and y_tr is not None:
+        info = {**info, "train_t": y_tr, "test_t": y_te}
+    if classes is None or classes < 2:
+        y_tr = y_te = None
+    return labelled_dataset(spec, x_tr.float(), x_te.float(), y_tr, y_te, classes, info)
 
 
 def _polar(r: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -71,7 +75,7 @@ def moons(*, n_train: int = 20000, n_test: int = 5000, seed: int = 0, noise: flo
 
     Moon 0 is ``(cos t, sin t)``, moon 1 is ``(1 - cos t, 1/2 - sin t)``, ``t ~ U(0, pi)``,
     each with probability 1/2, shifted by ``(-1/2, -1/4)`` so the set is centred.
-    Labels (0/1) in ``info["train_labels"]`` / ``info["test_labels"]``.
+    Labels (0/1) are ``train_y`` / ``test_y``.
     """
     def sample(n: int, g: torch.Generator):
         y = torch.randint(2, (n,), generator=g)
@@ -81,7 +85,7 @@ def moons(*, n_train: int = 20000, n_test: int = 5000, seed: int = 0, noise: flo
         x = torch.where(y[:, None] == 0, upper, lower) - torch.tensor([0.5, 0.25])
         return x + noise * torch.randn(n, 2, generator=g), y
 
-    return _points("moons", sample, n_train, n_test, seed, {"classes": 2, "noise": noise})
+    return _points("moons", sample, n_train, n_test, seed, {"noise": noise}, classes=2)
 
 
 def spiral(*, n_train: int = 20000, n_test: int = 5000, seed: int = 0, arms: int = 2,
@@ -90,7 +94,7 @@ def spiral(*, n_train: int = 20000, n_test: int = 5000, seed: int = 0, arms: int
 
     With ``s = sqrt(u)``, ``u ~ U(0, 1)`` (uniform mass per unit area of the swept
     disc), arm ``k`` is the point at radius ``radius * s`` and angle
-    ``2 pi (turns * s + k / arms)``. Arm index in ``info["train_labels"]``.
+    ``2 pi (turns * s + k / arms)``. Arm index is the label (``train_y``).
     """
     if arms < 1:
         raise ValueError(f"spiral: arms must be >= 1, got {arms}")
@@ -101,7 +105,7 @@ def spiral(*, n_train: int = 20000, n_test: int = 5000, seed: int = 0, arms: int
         x = _polar(radius * s, 2 * math.pi * (turns * s + k / arms))
         return x + noise * torch.randn(n, 2, generator=g), k
 
-    return _points("spiral", sample, n_train, n_test, seed, {"classes": arms, "noise": noise})
+    return _points("spiral", sample, n_train, n_test, seed, {"noise": noise}, classes=arms)
 
 
 def checkerboard(*, n_train: int = 20000, n_test: int = 5000, seed: int = 0, cells: int = 4,
@@ -132,8 +136,8 @@ def pinwheel(*, n_train: int = 20000, n_test: int = 5000, seed: int = 0, arms: i
 
     Draw ``r ~ N(1, radial_std)``, ``v ~ N(0, tangential_std)``; arm ``k`` rotates
     ``(r, v)`` by ``2 pi k / arms + rate * exp(r)``; the result is multiplied by
-    ``scale`` (the default 2 puts the arm tips near radius 4). Arm index in
-    ``info["train_labels"]``.
+    ``scale`` (the default 2 puts the arm tips near radius 4). Arm index is
+    the label (``train_y``).
     """
     if arms < 1:
         raise ValueError(f"pinwheel: arms must be >= 1, got {arms}")
@@ -146,7 +150,7 @@ def pinwheel(*, n_train: int = 20000, n_test: int = 5000, seed: int = 0, arms: i
         x = torch.stack([r * a.cos() - v * a.sin(), r * a.sin() + v * a.cos()], 1)
         return x * scale, k
 
-    return _points("pinwheel", sample, n_train, n_test, seed, {"classes": arms})
+    return _points("pinwheel", sample, n_train, n_test, seed, {}, classes=arms)
 
 
 def swissroll(*, n_train: int = 20000, n_test: int = 5000, seed: int = 0, radius: float = 4.0,
@@ -163,4 +167,4 @@ def swissroll(*, n_train: int = 20000, n_test: int = 5000, seed: int = 0, radius
         x = _polar(t * (radius / t_max), t)
         return x + noise * torch.randn(n, 2, generator=g), t
 
-    return _points("swissroll", sample, n_train, n_test, seed, {"noise": noise}, label_key="t")
+    return _points("swissroll", sample, n_train, n_test, seed, {"noise": noise})

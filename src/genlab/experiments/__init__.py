@@ -45,29 +45,25 @@ def write_table(path: str | Path, title: str, header: Sequence[str], rows: Seque
 def simple_fit(model, objective, draw_data, *, steps: int, lr: float | dict[str, float] = 1e-3,
                betas: tuple[float, float] = (0.5, 0.999), schedule: dict[str, int] | None = None,
                batch_size: int = 128, decay: bool = False, seed: int = 0, callback=None) -> None:
-    """A minimal in-process training loop (Adam per player, critic players first) for
-    small experiments and tests; the full engine is :func:`genlab.train.fit`.
+    """Train with the engine's :class:`~genlab.train.trainer.Trainer`, configured for small
+    experiments and tests: Adam per player, critic players first, data from a function.
 
-    ``draw_data(n, generator) -> (n, *event_shape)`` gives data in model space; ``lr`` is one
-    rate or ``{player: rate}``; ``decay`` decays rates linearly to 0; ``callback(step)``
+    ``draw_data(n, generator) -> (n, *event_shape)`` (or a Batch) gives data in model space,
+    drawn from the same generator as the objective's noise (seeded with ``seed``); ``lr`` is
+    one rate or ``{player: rate}``; ``decay`` decays rates linearly to 0; ``callback(step)``
     runs after every round."""
     import torch
+
+    from genlab.data.batches import FunctionBatches
+    from genlab.train.trainer import EveryStep, Trainer
 
     g = torch.Generator().manual_seed(seed)
     params = objective.player_parameters(model)
     rates = lr if isinstance(lr, dict) else {p: lr for p in params}
     opts = {p: torch.optim.Adam(ps, lr=rates[p], betas=betas) for p, ps in params.items()}
-    scheds = [torch.optim.lr_scheduler.LambdaLR(o, lambda k: 1 - k / steps) for o in opts.values()] if decay else []
-    order = list(objective.players[1:]) + [objective.players[0]]
-    for step in range(steps):
-        for p in order:
-            for _ in range((schedule or {}).get(p, 1)):
-                out = objective.loss(p, model, draw_data(batch_size, g), generator=g)
-                opts[p].zero_grad(set_to_none=True)
-                out.loss.backward()
-                opts[p].step()
-                objective.after_step(p)
-        for s in scheds:
-            s.step()
-        if callback is not None:
-            callback(step)
+    scheds = {p: torch.optim.lr_scheduler.LambdaLR(o, lambda k: 1 - k / steps) for p, o in opts.items()} \
+        if decay else {}
+    trainer = Trainer(model, objective, FunctionBatches(draw_data, batch_size=batch_size, generator=g), opts,
+                      [] if callback is None else [EveryStep(callback)], schedulers=scheds, schedule=schedule,
+                      noise_generator=g)
+    trainer.fit(steps)

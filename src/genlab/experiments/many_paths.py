@@ -45,7 +45,7 @@ class ShiftedUniform(ReparameterizedModel):
         self.mu = nn.Parameter(torch.tensor(mu))
         self.log_width = nn.Parameter(torch.tensor(math.log(width)))
 
-    def _rsample(self, n: int, generator: torch.Generator | None) -> Tensor:
+    def _rsample(self, n: int, *, context: Tensor | None, generator: torch.Generator | None) -> Tensor:
         u = torch.rand(n, 1, generator=generator)
         return self.mu + self.log_width.exp() * (u - 0.5)
 

@@ -36,7 +36,8 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor
 
-from genlab.data.base import Dataset, DataSpec
+from genlab.data.base import Batch, Dataset, DataSpec
+from genlab.data.dequantize import to_data_log_density
 from genlab.metrics.base import ModelMetric
 from genlab.models.base import DecoderModel, GenerativeModel, LatentVariableModel
 from genlab.sampling.ais import ais_log_marginal
@@ -82,12 +83,10 @@ class _AISMetric(ModelMetric):
     def _is_discrete(self, model: GenerativeModel, z: Tensor) -> bool:
         """Whether p(x|z) is a probability mass (no change-of-variables term)."""
 
-    def _to_model(self, x: Tensor) -> tuple[Tensor, float]:
-        if self.spec is None:
-            return x, 0.0
-        return self.spec.to_model(x), math.log(self.spec.scale)
-
-    def update(self, model: GenerativeModel, x: Tensor) -> None:
+    def update(self, model: GenerativeModel, batch: Batch) -> None:
+        if model.conditional:
+            raise ValueError(f"{type(self).__name__} does not support conditional models yet")
+        x = batch.x
         seen = sum(len(t) for t in self._log_px)
         x = x[: max(0, self.max_examples - seen)]
         if len(x) == 0:
@@ -102,7 +101,8 @@ class _AISMetric(ModelMetric):
 
     def _update_batch(self, model: GenerativeModel, x: Tensor) -> None:
         dtype = next((p.dtype for p in model.parameters()), torch.float32)
-        xm, log_scale = self._to_model(x.to(device=model.device, dtype=dtype))
+        x = x.to(device=model.device, dtype=dtype)
+        xm = x if self.spec is None else self.spec.to_model(x)
         x_rep = xm.repeat_interleave(self.chains, 0)
         gen = self._generator(model.device)
         prior = model.prior()
@@ -112,10 +112,8 @@ class _AISMetric(ModelMetric):
             z0, prior.log_prob, self._log_lik_fn(model, x_rep), self.chains, n_steps=self.steps,
             z_pilot=z_pilot, pilot_log_lik_fn=self._log_lik_fn(model, xm), schedule=self.schedule, n_leapfrog=self.leapfrog, step_size=self.step_size,
             target_accept=self.target_accept, generator=gen, progress=self.progress)
-        dim = math.prod(x.shape[1:])
-        if not self._is_discrete(model, z0[:1]):
-            log_px = log_px - dim * log_scale
-        self._dim = dim
+        log_px = to_data_log_density(log_px, self.spec, discrete=self._is_discrete(model, z0[:1]))
+        self._dim = math.prod(x.shape[1:])
         self._log_px.append(log_px.detach().double().cpu())
         self._accept.append(acc)
 

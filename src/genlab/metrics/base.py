@@ -3,7 +3,9 @@
 * :class:`SampleMetric`: compares model samples with held-out data, both
   ``(N, *event_shape)`` in **data space**: ``update(real=..., fake=...)``.
 * :class:`ModelMetric`: needs the model itself (``requires`` names the
-  capability), e.g. bits/dim: ``update(model, x)`` with ``x`` in data space.
+  capability), e.g. bits/dim: ``update(model, batch)`` with a
+  :class:`~genlab.data.base.Batch` in data space (labels are the context of
+  conditional models).
 
 ``compute()`` returns ``{name: float}``. Metrics are deterministic given the
 ``seed`` they are built with; they never live inside the training loop's code.
@@ -19,6 +21,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from genlab.data.base import Batch
 from genlab.models.base import GenerativeModel
 
 
@@ -52,8 +55,8 @@ class ModelMetric(Metric):
     """Evaluates a model on data."""
 
     @abstractmethod
-    def update(self, model: GenerativeModel, x: Tensor) -> None:
-        """``x``: a batch of held-out data ``(B, *event_shape)`` in data space."""
+    def update(self, model: GenerativeModel, batch: Batch) -> None:
+        """``batch.x``: held-out data ``(B, *event_shape)`` in data space."""
 
 
 class _Accumulator:

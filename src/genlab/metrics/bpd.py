@@ -1,6 +1,8 @@
 """Exact bits/dim (and NLL in nats) of a density model on held-out data.
 
-``update(model, x)`` takes ``x`` in data space. With ``spec.levels = L`` and
+``update(model, batch)`` takes a :class:`~genlab.data.base.Batch` in data space
+(its labels are the context of conditional models). Branching is in
+:func:`genlab.data.dequantize.data_log_prob`. With ``spec.levels = L`` and
 ``scale = spec.scale`` (see :mod:`genlab.data.dequantize` for the derivation):
 
 * :class:`~genlab.models.base.DiscreteDensityModel`: ``log P(k) = model.log_prob(x)``;
@@ -24,8 +26,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from genlab.data.base import DataSpec, Dataset
-from genlab.data.dequantize import log_scale_offset, uniform_dequantize
+from genlab.data.base import Batch, DataSpec, Dataset
+from genlab.data.dequantize import data_log_prob
 from genlab.metrics.base import ModelMetric
 from genlab.models.base import DensityModel, DiscreteDensityModel, GenerativeModel
 
@@ -51,25 +53,22 @@ class BitsPerDim(ModelMetric):
         self._gen = torch.Generator().manual_seed(self.seed)
 
     @torch.no_grad()
-    def log_likelihood(self, model: DensityModel, x_data: Tensor) -> Tensor:
+    def log_likelihood(self, model: DensityModel, batch: Batch) -> Tensor:
         """``(B,)`` data-space log-likelihood in nats (a K-sample bound for dequantised flows)."""
-        spec = self.spec
         dtype = next(model.parameters(), torch.empty(0)).dtype
-        x = spec.to_model(x_data.to(model.device, dtype))
-        if isinstance(model, DiscreteDensityModel):
-            return model.log_prob(x)
-        if spec.levels is None:
-            return model.log_prob(x) - log_scale_offset(spec)
-        draws = torch.stack([model.log_prob(uniform_dequantize(x, spec, self._gen)) for _ in range(self.samples)])
-        return torch.logsumexp(draws, 0) - math.log(self.samples) - log_scale_offset(spec)
+        x = self.spec.to_model(batch.x.to(model.device, dtype))
+        context = batch.y.to(model.device) if model.conditional else None
+        return data_log_prob(lambda v: model.log_prob(v, context=context), x, self.spec,
+                             discrete=isinstance(model, DiscreteDensityModel), samples=self.samples,
+                             generator=self._gen)
 
-    def update(self, model: GenerativeModel, x: Tensor) -> None:
+    def update(self, model: GenerativeModel, batch: Batch) -> None:
         if not isinstance(model, DensityModel):
             raise TypeError(f"bpd needs a model with log_prob; {type(model).__name__} has none")
         was_training = model.training
         model.eval()
         try:
-            self._log_p.append(self.log_likelihood(model, x).double().cpu())
+            self._log_p.append(self.log_likelihood(model, batch).double().cpu())
         finally:
             model.train(was_training)
 

@@ -111,7 +111,7 @@ def train_digits_net(*, seed: int = DIGITS_SEED, epochs: int = DIGITS_EPOCHS) ->
 
     data = digits()
     x = data.train.float() / DIGITS_LEVELS_MAX
-    y = data.info["train_labels"].long()
+    y = data.train_y
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = DigitsNet()
@@ -129,7 +129,7 @@ def train_digits_net(*, seed: int = DIGITS_SEED, epochs: int = DIGITS_EPOCHS) ->
     net.eval()
     with torch.no_grad():
         pred = net(data.test.float() / DIGITS_LEVELS_MAX).argmax(1)
-    acc = float((pred == data.info["test_labels"]).double().mean())
+    acc = float((pred == data.test_y).double().mean())
     return net, acc
 
 

@@ -4,13 +4,15 @@ al. 2015, arXiv 1509.00519), metric ``iwae``.
 ``L_K(x) = log (1/K) sum_k p(z_k) p(x | z_k) / q(z_k | x)``, ``z_k ~ q(. | x)``: a
 stochastic lower bound whose expectation increases with ``k`` to ``log p(x)``.
 
-The proposal ``q``: amortised encoders are owned by variational objectives, not by
-models, so a metric built from a config cannot reach one. Configs therefore get
-``proposal: prior`` (``q = p(z)``: plain importance sampling of the marginal, valid
-but loose; use a large ``k``). From Python, pass ``proposal_fn(model, x_model) ->
-Distribution`` (batch shape ``(B,)``, event shape ``latent_shape``), e.g. an
-objective's encoder or, for :class:`~genlab.models.linear_gaussian.LinearGaussian`,
-its exact posterior. Values are in data space as in :mod:`genlab.metrics.ais`.
+The proposal ``q``: ``proposal: auto`` (the default) uses the model's amortised
+posterior when it has one (:class:`~genlab.models.base.AmortizedPosterior`, e.g. a
+VAE's encoder or the exact posterior of
+:class:`~genlab.models.linear_gaussian.LinearGaussian`) and the prior otherwise;
+``posterior`` insists on the encoder; ``prior`` (``q = p(z)``) is plain importance
+sampling of the marginal, valid but loose (use a large ``k``). From Python,
+``proposal_fn(model, x_model) -> Distribution`` (batch shape ``(B,)``, event shape
+``latent_shape``) overrides all three. Values are in data space as in
+:mod:`genlab.metrics.ais`.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from genlab.data.base import Dataset, DataSpec
+from genlab.data.base import Batch, Dataset, DataSpec
+from genlab.data.dequantize import to_data_log_density
 from genlab.metrics.base import ModelMetric
-from genlab.models.base import LatentVariableModel
+from genlab.models.base import AmortizedPosterior, LatentVariableModel
 from genlab.sampling.importance import iwae_bound
 
 ProposalFn = Callable[[LatentVariableModel, Tensor], Distribution]
@@ -36,16 +39,15 @@ class IWAEBound(ModelMetric):
     requires = (LatentVariableModel,)
     higher_is_better = {"iwae_log_px": True, "iwae_bpd": False}
 
-    def __init__(self, *, k: int = 1000, proposal: Literal["prior"] = "prior",
+    def __init__(self, *, k: int = 1000, proposal: Literal["auto", "posterior", "prior"] = "auto",
                  proposal_fn: ProposalFn | None = None, chunk_size: int = 250, batch_size: int = 64,
                  max_examples: int = 2500, seed: int = 0, dataset: Dataset | None = None,
                  data_spec: DataSpec | None = None):
         if k < 1:
             raise ValueError(f"iwae: k (importance samples) must be >= 1, got {k}")
-        if proposal != "prior":
-            raise ValueError(f"iwae: unknown proposal {proposal!r}; configs support 'prior'; "
-                             "pass proposal_fn from Python for an encoder")
-        self.k, self.proposal_fn, self.chunk_size = k, proposal_fn, chunk_size
+        if proposal not in ("auto", "posterior", "prior"):
+            raise ValueError(f"iwae: unknown proposal {proposal!r}; choose auto, posterior or prior")
+        self.k, self.proposal, self.proposal_fn, self.chunk_size = k, proposal, proposal_fn, chunk_size
         self.batch_size, self.max_examples, self.seed = batch_size, max_examples, seed
         self.spec = dataset.spec if dataset is not None else data_spec
         self.reset()
@@ -58,9 +60,18 @@ class IWAEBound(ModelMetric):
     def _proposal(self, model: LatentVariableModel, xm: Tensor) -> Distribution:
         if self.proposal_fn is not None:
             return self.proposal_fn(model, xm)
+        has_encoder = isinstance(model, AmortizedPosterior)
+        if self.proposal == "posterior" and not has_encoder:
+            raise ValueError(f"iwae: proposal 'posterior' needs a model with an amortised posterior; "
+                             f"{type(model).__name__} has none. Use proposal: prior")
+        if has_encoder and self.proposal != "prior":
+            return model.posterior(xm)
         return model.prior().expand((len(xm),))
 
-    def update(self, model: LatentVariableModel, x: Tensor) -> None:
+    def update(self, model: LatentVariableModel, batch: Batch) -> None:
+        if model.conditional:
+            raise ValueError("iwae does not support conditional models yet")
+        x = batch.x
         seen = sum(len(t) for t in self._log_px)
         x = x[: max(0, self.max_examples - seen)]
         if self._gen is None:
@@ -91,8 +102,7 @@ class IWAEBound(ModelMetric):
         self._dim = math.prod(x.shape[1:])
         discrete = bool(model.likelihood(torch.zeros(1, *model.latent_shape, dtype=dtype,
                                                      device=model.device)).support.is_discrete)
-        if self.spec is not None and not discrete:
-            bound = bound - self._dim * math.log(self.spec.scale)
+        bound = to_data_log_density(bound, self.spec, discrete=discrete)
         self._log_px.append(bound.double().cpu())
 
     def values(self) -> Tensor:

@@ -96,7 +96,7 @@ def evaluate_samples(real: Any, fake: Any, metrics: list[str], *, features: str 
     goes to the memorisation check (``update(train=...)``). Returns the merged
     ``{key: value}`` of all metrics.
     """
-    from genlab.config import config_keys
+    from genlab.kwargs import config_keys
     from genlab.metrics.base import SampleMetric
     from genlab.metrics.memorization import Memorization
     from genlab.registry import lookup

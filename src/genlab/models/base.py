@@ -9,13 +9,17 @@ Shapes: ``event_shape`` is the shape of one sample, e.g. ``(2,)`` for points or
 ``(C, H, W)`` for images. ``sample(sample_shape)`` returns
 ``(*sample_shape, *event_shape)``; ``log_prob(x)`` takes ``(B, *event_shape)`` and
 returns ``(B,)``.
+
+Context: every capability takes a keyword-only ``context`` (class labels ``(B,)``
+long now; any tensor ``(B, ...)`` later). A model declares ``conditional = True``
+when it needs one; an unconditional model refuses one (:meth:`check_context`).
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -28,25 +32,53 @@ def _as_shape(sample_shape: int | Sequence[int] | torch.Size) -> torch.Size:
 
 
 class GenerativeModel(nn.Module, ABC):
-    """Every model can draw samples. Subclasses implement ``_sample(n, generator)``.
+    """Every model can draw samples. Subclasses implement
+    ``_sample(n, *, context, generator)``.
 
     ``event_shape`` must be set by the constructor. ``generator`` is an optional
-    ``torch.Generator``; the library never seeds globally.
+    ``torch.Generator``; the library never seeds globally. ``conditional`` models
+    set ``num_classes`` and take ``context`` labels ``(n,)`` in ``0..num_classes-1``.
     """
 
     event_shape: torch.Size
+    #: Whether every capability needs a ``context`` (class labels).
+    conditional: ClassVar[bool] = False
+    num_classes: int | None = None
 
-    def sample(self, sample_shape: int | Sequence[int] = (), *,
+    def sample(self, sample_shape: int | Sequence[int] = (), *, context: Tensor | None = None,
                generator: torch.Generator | None = None) -> Tensor:
-        """Draw samples without gradients: ``(*sample_shape, *event_shape)``."""
+        """Draw samples without gradients: ``(*sample_shape, *event_shape)``; ``context``
+        ``(prod(sample_shape),)`` for conditional models."""
         shape = _as_shape(sample_shape)
+        n = max(1, math.prod(shape))
+        context = self.check_context(context, n)
         with torch.no_grad():
-            x = self._sample(max(1, math.prod(shape)), generator)
+            x = self._sample(n, context=context, generator=generator)
         return x.reshape(*shape, *self.event_shape)
 
     @abstractmethod
-    def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
-        """Return ``(n, *event_shape)`` samples."""
+    def _sample(self, n: int, *, context: Tensor | None, generator: torch.Generator | None) -> Tensor:
+        """Return ``(n, *event_shape)`` samples (``context`` already checked)."""
+
+    def check_context(self, context: Tensor | None, n: int) -> Tensor | None:
+        """Validate ``context`` for ``n`` examples: required (labels ``(n,)``) for conditional
+        models, refused for unconditional ones. Returns it on the model's device."""
+        name = type(self).__name__
+        if not self.conditional:
+            if context is not None:
+                raise ValueError(f"{name} is unconditional; it takes no context. Use a conditional model "
+                                 "(genlab list models) to condition on labels")
+            return None
+        if context is None:
+            raise ValueError(f"{name} is conditional: pass context= labels (n,) in 0..{self.num_classes - 1}")
+        context = torch.as_tensor(context, device=self.device)
+        if context.shape != (n,) or context.dtype.is_floating_point:
+            raise ValueError(f"{name}: context must be ({n},) integer labels, got {context.dtype} "
+                             f"{tuple(context.shape)}")
+        if n and (int(context.min()) < 0 or int(context.max()) >= self.num_classes):
+            raise ValueError(f"{name}: context labels must be in 0..{self.num_classes - 1}, got "
+                             f"{int(context.min())}..{int(context.max())}")
+        return context.long()
 
     @property
     def device(self) -> torch.device:
@@ -63,26 +95,27 @@ class ReparameterizedModel(GenerativeModel):
     This is the capability every adversarial (critic-based) objective needs.
     """
 
-    def rsample(self, sample_shape: int | Sequence[int] = (), *,
+    def rsample(self, sample_shape: int | Sequence[int] = (), *, context: Tensor | None = None,
                 generator: torch.Generator | None = None) -> Tensor:
         """Draw samples that carry gradients: ``(*sample_shape, *event_shape)``."""
         shape = _as_shape(sample_shape)
-        x = self._rsample(max(1, math.prod(shape)), generator)
+        n = max(1, math.prod(shape))
+        x = self._rsample(n, context=self.check_context(context, n), generator=generator)
         return x.reshape(*shape, *self.event_shape)
 
     @abstractmethod
-    def _rsample(self, n: int, generator: torch.Generator | None) -> Tensor:
+    def _rsample(self, n: int, *, context: Tensor | None, generator: torch.Generator | None) -> Tensor:
         """Return ``(n, *event_shape)`` reparameterised samples."""
 
-    def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
-        return self._rsample(n, generator)
+    def _sample(self, n: int, *, context: Tensor | None, generator: torch.Generator | None) -> Tensor:
+        return self._rsample(n, context=context, generator=generator)
 
 
 class DensityModel(GenerativeModel):
     """A prescribed model with an exact (normalised) ``log_prob``."""
 
     @abstractmethod
-    def log_prob(self, x: Tensor) -> Tensor:
+    def log_prob(self, x: Tensor, *, context: Tensor | None = None) -> Tensor:
         """``x``: ``(B, *event_shape)`` in model space -> ``(B,)`` log density (nats)."""
 
 
@@ -116,20 +149,32 @@ class LatentVariableModel(GenerativeModel):
     """``p(x) = ∫ p(x|z) p(z) dz`` with an explicit prior and decoder.
 
     ``prior()`` and ``likelihood(z)`` return ``torch.distributions`` objects whose
-    ``event_shape`` are ``latent_shape`` and ``event_shape``. Amortised posteriors
-    are owned by objectives (an encoder is a helper network of the variational
-    objective), so this protocol does not require one.
+    ``event_shape`` are ``latent_shape`` and ``event_shape``. An amortised posterior
+    is a separate capability (:class:`AmortizedPosterior`), saved and loaded with
+    the model.
     """
 
     latent_shape: torch.Size
 
     @abstractmethod
-    def prior(self) -> torch.distributions.Distribution:
-        """The prior over codes, event shape ``latent_shape``."""
+    def prior(self, *, context: Tensor | None = None) -> torch.distributions.Distribution:
+        """The prior over codes, event shape ``latent_shape`` (batch shape ``(B,)`` when
+        a context ``(B,)`` is given)."""
 
     @abstractmethod
-    def likelihood(self, z: Tensor) -> torch.distributions.Distribution:
+    def likelihood(self, z: Tensor, *, context: Tensor | None = None) -> torch.distributions.Distribution:
         """``p(x | z)`` for codes ``z`` of shape ``(B, *latent_shape)``."""
+
+
+class AmortizedPosterior(LatentVariableModel):
+    """A latent-variable model with an amortised posterior ``q(z | x)`` (an encoder that is
+    part of the model: saved, EMA-averaged and loaded with it). Used by variational
+    objectives, the IWAE metric, bits-back coding and reconstructions."""
+
+    @abstractmethod
+    def posterior(self, x: Tensor, *, context: Tensor | None = None) -> torch.distributions.Distribution:
+        """``q(z | x)`` for ``x`` ``(B, *event_shape)`` in model space: batch shape ``(B,)``,
+        event shape ``latent_shape``."""
 
 
 class DecoderModel(ReparameterizedModel):
@@ -141,18 +186,19 @@ class DecoderModel(ReparameterizedModel):
 
     latent_shape: torch.Size
 
-    def prior(self) -> torch.distributions.Distribution:
-        """``N(0, I)`` over ``latent_shape``."""
+    def prior(self, *, context: Tensor | None = None) -> torch.distributions.Distribution:
+        """``N(0, I)`` over ``latent_shape`` (the same for every context)."""
         return standard_normal(self.latent_shape, self.device)
 
     @abstractmethod
-    def decode(self, z: Tensor) -> Tensor:
-        """``z``: ``(B, *latent_shape)`` -> ``(B, *event_shape)``."""
+    def decode(self, z: Tensor, *, context: Tensor | None = None) -> Tensor:
+        """``z``: ``(B, *latent_shape)`` -> ``(B, *event_shape)``; ``context`` ``(B,)`` labels
+        for conditional generators."""
 
-    def _rsample(self, n: int, generator: torch.Generator | None) -> Tensor:
+    def _rsample(self, n: int, *, context: Tensor | None, generator: torch.Generator | None) -> Tensor:
         dtype = next(self.parameters(), torch.empty(0)).dtype
         z = torch.randn(n, *self.latent_shape, generator=generator, device=self.device, dtype=dtype)
-        return self.decode(z)
+        return self.decode(z, context=context)
 
 
 def standard_normal(shape: Sequence[int], device: torch.device | str = "cpu") -> torch.distributions.Distribution:
@@ -165,7 +211,7 @@ class EnergyModel(GenerativeModel):
     """An unnormalised model ``p(x) ∝ exp(-E(x))``; sampled by MCMC."""
 
     @abstractmethod
-    def energy(self, x: Tensor) -> Tensor:
+    def energy(self, x: Tensor, *, context: Tensor | None = None) -> Tensor:
         """``x``: ``(B, *event_shape)`` -> ``(B,)`` energies."""
 
 
@@ -173,5 +219,5 @@ class ScoreModel(GenerativeModel):
     """A noise-conditional score network ``s(x, σ) ≈ ∇_x log p_σ(x)`` (NCSN, arXiv 1907.05600)."""
 
     @abstractmethod
-    def score(self, x: Tensor, sigma: Tensor) -> Tensor:
+    def score(self, x: Tensor, sigma: Tensor, *, context: Tensor | None = None) -> Tensor:
         """``x``: ``(B, *event_shape)``, ``sigma``: ``(B,)`` -> ``(B, *event_shape)``."""

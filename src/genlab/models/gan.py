@@ -25,7 +25,7 @@ class MLPGenerator(DecoderModel):
         self.net = MLP(in_shape=(latent_dim,), out_features=data_spec.dim, hidden=hidden, depth=depth,
                        activation=activation)
 
-    def decode(self, z: Tensor) -> Tensor:
+    def decode(self, z: Tensor, *, context: Tensor | None = None) -> Tensor:
         return self.net(z).reshape(z.shape[0], *self.event_shape)
 
 
@@ -43,5 +43,5 @@ class ConvGenerator(DecoderModel):
         self.net = ConvDecoder(in_features=latent_dim, out_shape=data_spec.event_shape, width=width,
                                batch_norm=batch_norm)
 
-    def decode(self, z: Tensor) -> Tensor:
+    def decode(self, z: Tensor, *, context: Tensor | None = None) -> Tensor:
         return torch.tanh(self.net(z))

@@ -44,12 +44,13 @@ class IndependentPixels(DiscreteDensityModel):
         self.logits.copy_(torch.log((counts + self.smoothing) / (len(idx) + self.levels * self.smoothing)))
         return self
 
-    def log_prob(self, x: Tensor) -> Tensor:
+    def log_prob(self, x: Tensor, *, context: Tensor | None = None) -> Tensor:
+        self.check_context(context, len(x))
         idx = self._indices(x)
         logp = torch.log_softmax(self.logits, 1)
         return logp.gather(1, idx.T).sum(0)
 
-    def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
+    def _sample(self, n: int, *, context: Tensor | None, generator: torch.Generator | None) -> Tensor:
         probs = torch.softmax(self.logits, 1)
         k = torch.multinomial(probs, n, replacement=True, generator=generator).T
         return self.spec.to_model(k.to(self.logits.dtype)).reshape(n, *self.event_shape)

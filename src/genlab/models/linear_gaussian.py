@@ -18,10 +18,10 @@ from torch import Tensor, nn
 from torch.distributions import Independent, MultivariateNormal, Normal
 
 from genlab.data.base import DataSpec
-from genlab.models.base import DensityModel, LatentVariableModel, ReparameterizedModel
+from genlab.models.base import AmortizedPosterior, DensityModel, ReparameterizedModel
 
 
-class LinearGaussian(LatentVariableModel, DensityModel, ReparameterizedModel):
+class LinearGaussian(AmortizedPosterior, DensityModel, ReparameterizedModel):
     """Probabilistic PCA ``x = W z + b + s * eps``: exact ``log_prob``, ``prior``,
     ``likelihood(z)`` and ``posterior(x)``. ``x``: ``(B, *event_shape)`` (flattened to D)."""
 
@@ -45,15 +45,15 @@ class LinearGaussian(LatentVariableModel, DensityModel, ReparameterizedModel):
     def noise_std(self) -> Tensor:
         return self.log_noise_std.exp()
 
-    def prior(self) -> torch.distributions.Distribution:
+    def prior(self, *, context: Tensor | None = None) -> torch.distributions.Distribution:
         zeros = torch.zeros(self.latent_shape, dtype=self.weight.dtype, device=self.weight.device)
         return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
 
-    def decode(self, z: Tensor) -> Tensor:
+    def decode(self, z: Tensor, *, context: Tensor | None = None) -> Tensor:
         """Mean of ``p(x | z)``: ``(B, d)`` -> ``(B, *event_shape)``."""
         return (z @ self.weight.T + self.bias).reshape(*z.shape[:-1], *self.event_shape)
 
-    def likelihood(self, z: Tensor) -> torch.distributions.Distribution:
+    def likelihood(self, z: Tensor, *, context: Tensor | None = None) -> torch.distributions.Distribution:
         mean = self.decode(z)
         return Independent(Normal(mean, self.noise_std.expand_as(mean)), len(self.event_shape))
 
@@ -63,10 +63,11 @@ class LinearGaussian(LatentVariableModel, DensityModel, ReparameterizedModel):
         cov = w @ w.T + self.noise_std**2 * torch.eye(w.shape[0], dtype=w.dtype, device=w.device)
         return MultivariateNormal(self.bias, covariance_matrix=cov)
 
-    def log_prob(self, x: Tensor) -> Tensor:
+    def log_prob(self, x: Tensor, *, context: Tensor | None = None) -> Tensor:
+        self.check_context(context, len(x))
         return self.marginal().log_prob(x.reshape(x.shape[0], -1))
 
-    def posterior(self, x: Tensor) -> MultivariateNormal:
+    def posterior(self, x: Tensor, *, context: Tensor | None = None) -> MultivariateNormal:
         """Exact ``p(z | x)`` with batch shape ``(B,)`` and event shape ``(d,)``."""
         w, s2 = self.weight, self.noise_std**2
         prec = torch.eye(w.shape[1], dtype=w.dtype, device=w.device) + w.T @ w / s2
@@ -75,7 +76,7 @@ class LinearGaussian(LatentVariableModel, DensityModel, ReparameterizedModel):
         mean = (x.reshape(x.shape[0], -1) - self.bias) @ w @ cov / s2
         return MultivariateNormal(mean, covariance_matrix=cov.expand(x.shape[0], -1, -1))
 
-    def _rsample(self, n: int, generator: torch.Generator | None) -> Tensor:
+    def _rsample(self, n: int, *, context: Tensor | None, generator: torch.Generator | None) -> Tensor:
         w = self.weight
         z = torch.randn(n, w.shape[1], generator=generator, dtype=w.dtype, device=w.device)
         eps = torch.randn(n, w.shape[0], generator=generator, dtype=w.dtype, device=w.device)

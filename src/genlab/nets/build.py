@@ -22,7 +22,7 @@ def build_encoder(spec: dict[str, Any] | None, *, in_shape: Sequence[int], out_f
         name = "conv" if len(in_shape) == 3 else "mlp"
     if name not in ENCODER_NETS:
         raise ValueError(f"unknown net {name!r}; choose one of {sorted(ENCODER_NETS)} or 'auto'")
-    from genlab.config import validate_kwargs
+    from genlab.kwargs import validate_kwargs
     kwargs = validate_kwargs(ENCODER_NETS[name], spec, where=f"net '{name}'",
                              reserved=("in_shape", "out_features"))
     return ENCODER_NETS[name](in_shape=tuple(in_shape), out_features=out_features, **kwargs)

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genlab.data.base import DataSpec
+from genlab.data.base import Batch, DataSpec
 from genlab.models.base import GenerativeModel, ReparameterizedModel
 from genlab.nets.build import build_encoder
 from genlab.objectives.base import LossOutput, Objective
@@ -144,8 +144,9 @@ class AdversarialObjective(CriticObjective):
     #: Whether :meth:`generator_loss` needs the critic's outputs on data.
     uses_real_in_generator: ClassVar[bool] = False
 
-    def loss(self, player: str, model: GenerativeModel, x: Tensor, *,
+    def loss(self, player: str, model: GenerativeModel, batch: Batch, *, step: int = 0,
              generator: torch.Generator | None = None) -> LossOutput:
+        x = batch.x
         if player == "critic":
             with torch.no_grad():
                 fake = model.rsample(x.shape[0], generator=generator)

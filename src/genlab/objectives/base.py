@@ -10,8 +10,16 @@ Protocol::
 
     obj.setup(model, data_spec)        # build helper nets once, before optimisers
     obj.player_parameters(model)       # {player: [params]} -> one optimiser each
-    obj.loss(player, model, x, generator=g) -> LossOutput(loss, logs)
+    obj.loss(player, model, batch, step=k, generator=g) -> LossOutput(loss, logs)
     obj.after_step(player)             # e.g. weight clipping of a WGAN critic
+
+``batch`` is a :class:`~genlab.data.base.Batch` in model space (``x``, optional
+labels ``y`` and the mask ``known``). ``step`` is the number of completed training
+steps (for warm-ups and annealing). ``shares_batch``: all players of one step
+see the same batch (hybrids); otherwise each player step draws a fresh one.
+``conditional``: ``True`` needs a conditional model, ``False`` an unconditional
+one, ``None`` works with either (it passes ``batch.y`` as context when the model
+is conditional).
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from genlab.data.base import DataSpec
+from genlab.data.base import Batch, DataSpec
 from genlab.models.base import GenerativeModel
 
 
@@ -40,6 +48,10 @@ class Objective(nn.Module, ABC):
 
     requires: ClassVar[tuple[type, ...]] = (GenerativeModel,)
     players: ClassVar[tuple[str, ...]] = ("model",)
+    #: All players of one step see the same batch.
+    shares_batch: ClassVar[bool] = False
+    #: Needs a conditional model (True), an unconditional one (False), or either (None).
+    conditional: ClassVar[bool | None] = False
 
     def setup(self, model: GenerativeModel, data_spec: DataSpec) -> None:
         """Build helper networks sized for the data. Default: none."""
@@ -59,9 +71,9 @@ class Objective(nn.Module, ABC):
         return {}
 
     @abstractmethod
-    def loss(self, player: str, model: GenerativeModel, x: Tensor, *,
+    def loss(self, player: str, model: GenerativeModel, batch: Batch, *, step: int = 0,
              generator: torch.Generator | None = None) -> LossOutput:
-        """``x``: a batch ``(B, *event_shape)`` of data in model space."""
+        """``batch.x``: ``(B, *event_shape)`` data in model space; ``step``: completed steps."""
 
     def after_step(self, player: str) -> None:
         """Called after ``player``'s optimiser step. Default: nothing."""

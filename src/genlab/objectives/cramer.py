@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from genlab.data.base import Batch
 from genlab.models.base import GenerativeModel
 from genlab.objectives.adversarial import CriticObjective
 from genlab.objectives.base import LossOutput
@@ -52,8 +53,9 @@ class CramerGAN(CriticObjective):
             return _dist(hx, h_ref[: len(hx)]) - hx.norm(dim=-1)
         return f
 
-    def loss(self, player: str, model: GenerativeModel, x: Tensor, *,
+    def loss(self, player: str, model: GenerativeModel, batch: Batch, *, step: int = 0,
              generator: torch.Generator | None = None) -> LossOutput:
+        x = batch.x
         b = x.shape[0]
         if player == "critic":
             with torch.no_grad():

@@ -22,8 +22,8 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from genlab.data.base import DataSpec
-from genlab.data.dequantize import VariationalDequantizer, log_scale_offset, uniform_dequantize
+from genlab.data.base import Batch, DataSpec
+from genlab.data.dequantize import VariationalDequantizer, data_log_prob
 from genlab.models.base import DensityModel, DiscreteDensityModel, GenerativeModel
 from genlab.objectives.base import LossOutput, Objective
 
@@ -33,6 +33,7 @@ class MaximumLikelihood(Objective):
 
     requires: ClassVar[tuple[type, ...]] = (DensityModel,)
     players: ClassVar[tuple[str, ...]] = ("model",)
+    conditional: ClassVar[bool | None] = None  # conditional models get batch.y as context
 
     def __init__(self, *, dequantize: Literal["uniform", "variational"] = "uniform", hidden: int = 128,
                  depth: int = 2):
@@ -58,25 +59,20 @@ class MaximumLikelihood(Objective):
             params += list(self.dequantizer.parameters())
         return {"model": params}
 
-    def data_log_prob(self, model: DensityModel, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def data_log_prob(self, model: DensityModel, batch: Batch, generator: torch.Generator | None = None) -> Tensor:
         """``(B,)`` data-space log-likelihood (a lower bound after dequantisation), nats."""
         if self.spec is None:
             raise RuntimeError("MaximumLikelihood.setup(model, data_spec) must be called before loss()")
-        spec = self.spec
-        if isinstance(model, DiscreteDensityModel):
-            return model.log_prob(x)
-        if spec.levels is None:
-            return model.log_prob(x) - log_scale_offset(spec)
-        if self.dequantizer is not None:
-            y, log_q = self.dequantizer.dequantize(x, generator)
-            return model.log_prob(y) - log_scale_offset(spec) - log_q
-        return model.log_prob(uniform_dequantize(x, spec, generator)) - log_scale_offset(spec)
+        context = batch.y if model.conditional else None
+        return data_log_prob(lambda v: model.log_prob(v, context=context), batch.x, self.spec,
+                             discrete=isinstance(model, DiscreteDensityModel), dequantizer=self.dequantizer,
+                             generator=generator)
 
-    def loss(self, player: str, model: GenerativeModel, x: Tensor, *,
+    def loss(self, player: str, model: GenerativeModel, batch: Batch, *, step: int = 0,
              generator: torch.Generator | None = None) -> LossOutput:
         if player != "model":
             raise ValueError(f"MaximumLikelihood has one player, 'model'; got {player!r}")
-        log_p = self.data_log_prob(model, x, generator)  # type: ignore[arg-type]
+        log_p = self.data_log_prob(model, batch, generator)  # type: ignore[arg-type]
         nll = -log_p.mean()
         value = float(nll.detach())
         logs = {"loss": value / self.spec.dim, "nll": value}

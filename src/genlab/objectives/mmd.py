@@ -16,6 +16,7 @@ from typing import ClassVar, Sequence
 import torch
 from torch import Tensor
 
+from genlab.data.base import Batch
 from genlab.models.base import GenerativeModel, ReparameterizedModel
 from genlab.objectives.base import LossOutput, Objective
 
@@ -64,8 +65,9 @@ class GMMN(Objective):
             raise ValueError(f"sigmas must be a non-empty list of positive bandwidths, got {sigmas}")
         self.sqrt = sqrt
 
-    def loss(self, player: str, model: GenerativeModel, x: Tensor, *,
+    def loss(self, player: str, model: GenerativeModel, batch: Batch, *, step: int = 0,
              generator: torch.Generator | None = None) -> LossOutput:
+        x = batch.x
         if player != "generator":
             raise ValueError(f"GMMN has one player, 'generator'; got {player!r}")
         fake = model.rsample(x.shape[0], generator=generator)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from genlab.data.base import Batch
 from genlab.models.base import GenerativeModel
 from genlab.objectives.adversarial import CriticObjective
 from genlab.objectives.base import LossOutput
@@ -47,8 +48,9 @@ class MMDGAN(CriticObjective):
             return rbf_mixture(hx, h_real, self.sigmas).mean(1) - rbf_mixture(hx, h_fake, self.sigmas).mean(1)
         return w
 
-    def loss(self, player: str, model: GenerativeModel, x: Tensor, *,
+    def loss(self, player: str, model: GenerativeModel, batch: Batch, *, step: int = 0,
              generator: torch.Generator | None = None) -> LossOutput:
+        x = batch.x
         if player == "critic":
             with torch.no_grad():
                 fake = model.rsample(x.shape[0], generator=generator)

@@ -1,14 +1,15 @@
-"""The fit loop: per-player optimisers and an update schedule, on accelerate.
+"""``fit(cfg, run_dir)``: build the pieces of a run from its config and hand them to the
+config-free :class:`~genlab.train.trainer.Trainer`.
 
-One *step* is one round of the schedule: each player (helpers first, then the
-model's player, ``objective.players[1:] + players[:1]``) takes
-``train.schedule[player]`` optimiser steps (default 1), each on a fresh data
-batch. The loop knows nothing about any model or loss: it asks the objective.
+What ``fit`` adds to the trainer, as callbacks: ``metrics.jsonl``/TensorBoard logs
+and the progress bar, sample pictures, evaluation during training, checkpoints,
+and at the end a final checkpoint, a picture and ``eval.json``.
 
-Exact resume: batches are drawn with replacement by a dedicated generator, model
-noise by another, and both (with the global torch RNG, forked so the caller's is
-untouched) are saved in every checkpoint. On CPU a run stopped at step k and
-resumed ends with bit-identical weights to an uninterrupted run.
+Exact resume: batches are drawn with replacement by a dedicated generator
+(``seed + 1``), objective noise by another (``seed + 2``), and both (with the
+global torch RNG, forked so the caller's is untouched) are saved in every
+checkpoint. On CPU a run stopped at step k and resumed ends with bit-identical
+weights to an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -26,14 +27,12 @@ from torch import nn
 
 from genlab.build import Experiment, build
 from genlab.config import RunConfig
-from genlab.metrics.evaluate import draw_samples, evaluate_model
+from genlab.data.batches import InMemoryBatches
+from genlab.metrics.evaluate import balanced_labels, draw_samples, evaluate_model
 from genlab.train import checkpoint as ckpt
 from genlab.train.ema import make_ema
 from genlab.train.pictures import save_samples_png
-
-
-class TrainingDiverged(RuntimeError):
-    """A loss became NaN or infinite; the run stopped and kept its last good checkpoint."""
+from genlab.train.trainer import Callback, Trainer, TrainingDiverged
 
 
 class RunDirError(RuntimeError):
@@ -66,101 +65,109 @@ def lr_lambda(cfg: RunConfig):
     return f
 
 
-class Trainer:
-    """Holds one run's state; :func:`fit` is the entry point."""
+# --- the run's callbacks ------------------------------------------------------------
 
-    def __init__(self, cfg: RunConfig, run_dir: Path):
-        self.cfg, self.run_dir = cfg, Path(run_dir)
-        self.acc = Accelerator(cpu=cfg.train.cpu, mixed_precision=cfg.train.mixed_precision)
-        self.exp: Experiment = build(cfg)
-        dev = self.acc.device
-        self.model = self.exp.model.to(dev)
-        self.objective = self.exp.objective.to(dev)
-        self.x_train = self.exp.dataset.spec.to_model(self.exp.dataset.train).to(dev)
-        self.params = self.objective.player_parameters(self.model)
-        self.opts = {p: self.acc.prepare_optimizer(make_optimizer(ps, cfg, p)) for p, ps in self.params.items()}
-        self.scheds = {p: torch.optim.lr_scheduler.LambdaLR(o, lr_lambda(cfg)) for p, o in self.opts.items()}
-        self.ema = make_ema(self.model, cfg.train.ema) if cfg.train.ema else None
-        self.data_gen = torch.Generator().manual_seed(cfg.seed + 1)
-        self.noise_gen = torch.Generator(device=dev).manual_seed(cfg.seed + 2)
-        players = self.objective.players
-        self.order = list(players[1:]) + [players[0]]
-        self.step = 0
-        self.last_logs: dict[str, float] = {}
+class RunContext:
+    """What the callbacks of one run share: its config, directory and experiment."""
 
-    # --- state ----------------------------------------------------------------
-    def modules(self) -> dict[str, nn.Module]:
-        mods = {"model": self.model, "objective": self.objective}
-        if self.ema is not None:
-            mods["ema"] = self.ema.module
-        return mods
+    def __init__(self, cfg: RunConfig, run_dir: Path, exp: Experiment):
+        self.cfg, self.run_dir, self.exp = cfg, run_dir, exp
+        self.saved_step = -1
 
-    def eval_model(self) -> nn.Module:
-        """The weights used for samples and evaluation: EMA when configured."""
-        return self.ema.module if self.ema is not None else self.model
+    def save(self, tr: Trainer) -> Path:
+        meta = {"time": time.time(), "logs": tr.last_logs}
+        path = ckpt.save(self.run_dir, tr.step, tr.modules(), tr.state(), meta)
+        self.saved_step = tr.step
+        return path
 
-    def state(self) -> dict[str, Any]:
-        return {"optimizers": {p: o.state_dict() for p, o in self.opts.items()},
-                "schedulers": {p: s.state_dict() for p, s in self.scheds.items()},
-                "ema_n": None if self.ema is None else self.ema.n_averaged.clone(),
-                "rng": {"global": torch.get_rng_state(), "data": self.data_gen.get_state(),
-                        "noise": self.noise_gen.get_state()}}
+    def evaluate(self, tr: Trainer) -> dict[str, float]:
+        e = self.cfg.eval
+        return evaluate_model(tr.eval_model(), self.exp.dataset, e.metrics, n=e.n, seed=e.seed, args=e.args,
+                              sampler=self.exp.sampler)
 
-    def save(self) -> Path:
-        meta = {"time": time.time(), "logs": self.last_logs}
-        return ckpt.save(self.run_dir, self.step, self.modules(), self.state(), meta)
+    def write_eval(self, tr: Trainer) -> dict[str, float]:
+        values = self.evaluate(tr)
+        e = self.cfg.eval
+        doc = {"metrics": values, "n": e.n, "seed": e.seed, "step": tr.step,
+               "weights": "ema" if tr.ema is not None else "model", "sampler": self.cfg.sampler}
+        (self.run_dir / "eval.json").write_text(json.dumps(doc, indent=1))
+        return values
 
-    def restore(self, path: Path) -> None:
-        ckpt.load_modules(path, self.modules())
-        st = ckpt.load_state(path)
-        for p, o in self.opts.items():
-            o.load_state_dict(st["optimizers"][p])
-            self.scheds[p].load_state_dict(st["schedulers"][p])
-        if self.ema is not None:
-            self.ema.n_averaged.copy_(st["ema_n"])
-        torch.set_rng_state(st["rng"]["global"])
-        self.data_gen.set_state(st["rng"]["data"])
-        self.noise_gen.set_state(st["rng"]["noise"])
-        self.step = json.loads((path / "meta.json").read_text())["step"]
+    def picture(self, tr: Trainer) -> Path:
+        spec, model = self.exp.dataset.spec, tr.eval_model()
+        n, labels, nrow = (64 if spec.kind == "image" else 2500), None, None
+        if model.conditional:  # one row per class
+            per = 10 if spec.kind == "image" else max(1, 2500 // model.num_classes)
+            n, nrow = per * model.num_classes, per
+            labels = torch.arange(model.num_classes).repeat_interleave(per)
+        x = draw_samples(model, n, seed=0, spec=spec, sampler=self.exp.sampler, context=labels)
+        title = f"{self.cfg.name or self.run_dir.name} — step {tr.step}"
+        return save_samples_png(self.run_dir / "samples" / f"step-{tr.step:06d}.png", x, spec,
+                                self.exp.dataset.test, title, labels=labels, nrow=nrow)
 
-    # --- one step -------------------------------------------------------------
-    def batch(self) -> torch.Tensor:
-        idx = torch.randint(len(self.x_train), (self.cfg.train.batch_size,), generator=self.data_gen)
-        return self.x_train[idx.to(self.x_train.device)]
 
-    def player_step(self, player: str) -> dict[str, float]:
-        with self.acc.autocast():
-            out = self.objective.loss(player, self.model, self.batch(), generator=self.noise_gen)
-        value = float(out.loss.detach())
-        if not math.isfinite(value):
-            raise TrainingDiverged(self.divergence_message(player, value))
-        opt = self.opts[player]
-        opt.zero_grad(set_to_none=True)
-        self.acc.backward(out.loss)
-        if self.cfg.train.grad_clip:
-            self.acc.clip_grad_norm_(self.params[player], self.cfg.train.grad_clip)
-        opt.step()
-        self.objective.after_step(player)
-        return {f"{player}/{k}": v for k, v in out.logs.items()}
+class LogCallback(Callback):
+    def __init__(self, ctx: RunContext, logger):
+        self.ctx, self.log = ctx, logger
 
-    def divergence_message(self, player: str, value: float) -> str:
-        good = ckpt.latest(self.run_dir)
-        keep = f"the last good checkpoint is {good}" if good else "no checkpoint had been written yet"
-        return (f"training diverged at step {self.step + 1}: the {player} loss is {value}. The run stopped; "
-                f"{keep}. Try a lower learning rate (train.lr / train.optim.{player}.lr), gradient clipping "
-                f"(train.grad_clip) or a gradient penalty, then resume with --resume.")
+    def on_step(self, tr: Trainer, logs: dict[str, float]) -> None:
+        t = self.ctx.cfg.train
+        if tr.step % t.log_every == 0 or tr.step == t.steps:
+            tr.last_logs = logs
+            self.log.scalars(tr.step, logs)
+        self.log.advance()
 
-    def train_step(self) -> dict[str, float]:
-        logs: dict[str, float] = {}
-        for player in self.order:
-            for _ in range(self.cfg.train.schedule.get(player, 1)):
-                logs.update(self.player_step(player))
-        for s in self.scheds.values():
-            s.step()
-        if self.ema is not None:
-            self.ema.update_parameters(self.model)
-        self.step += 1
-        return logs
+
+class PictureCallback(Callback):
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+
+    def on_step(self, tr: Trainer, logs: dict[str, float]) -> None:
+        every = self.ctx.cfg.train.sample_every
+        if every and tr.step % every == 0:
+            self.ctx.picture(tr)
+
+
+class EvalCallback(Callback):
+    def __init__(self, ctx: RunContext, logger):
+        self.ctx, self.log = ctx, logger
+
+    def on_step(self, tr: Trainer, logs: dict[str, float]) -> None:
+        e = self.ctx.cfg.eval
+        if e.every and e.metrics and tr.step % e.every == 0:
+            self.log.scalars(tr.step, {f"eval/{k}": v for k, v in self.ctx.evaluate(tr).items()})
+
+
+class CheckpointCallback(Callback):
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+
+    def on_step(self, tr: Trainer, logs: dict[str, float]) -> None:
+        every = self.ctx.cfg.train.ckpt_every
+        if every and tr.step % every == 0:
+            self.ctx.save(tr)
+
+    def on_end(self, tr: Trainer) -> None:
+        if self.ctx.saved_step != tr.step:
+            self.ctx.save(tr)
+
+
+# --- building a run -------------------------------------------------------------------
+
+def make_trainer(cfg: RunConfig, exp: Experiment, callbacks: list[Callback]) -> Trainer:
+    """The trainer of ``cfg`` for the built experiment ``exp``."""
+    acc = Accelerator(cpu=cfg.train.cpu, mixed_precision=cfg.train.mixed_precision)
+    model, objective, data = exp.model.to(acc.device), exp.objective.to(acc.device), exp.dataset
+    params = objective.player_parameters(model)
+    opts = {p: make_optimizer(ps, cfg, p) for p, ps in params.items()}
+    scheds = {p: torch.optim.lr_scheduler.LambdaLR(o, lr_lambda(cfg)) for p, o in opts.items()}
+    train = data.spec.to_model(data.train).to(acc.device)
+    y = None if data.train_y is None else data.train_y.to(acc.device)
+    known = None if data.train_known is None else data.train_known.to(acc.device)
+    batches = InMemoryBatches(train, y=y, known=known, batch_size=cfg.train.batch_size, seed=cfg.seed + 1)
+    ema = make_ema(model, cfg.train.ema) if cfg.train.ema else None
+    return Trainer(model, objective, batches, opts, callbacks, schedulers=scheds, schedule=cfg.train.schedule,
+                   ema=ema, grad_clip=cfg.train.grad_clip, accelerator=acc, noise_seed=cfg.seed + 2)
 
 
 def prepare_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> Path | None:
@@ -186,63 +193,57 @@ def fit(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False) -> dict[st
 
     Raises :class:`TrainingDiverged` on a NaN/inf loss (no checkpoint is written
     after it) and :class:`RunDirError` when the directory cannot be used as asked.
+    One writer per run: the directory is locked while training
+    (:func:`genlab.train.checkpoint.lock_run`).
     """
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"--out {run_dir} is a file, not a directory; choose another --out")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except (NotADirectoryError, FileExistsError):
+        raise RunDirError(f"cannot create run directory {run_dir}: a parent is a regular file") from None
+    with ckpt.lock_run(run_dir):
+        return _fit_locked(cfg, run_dir, resume)
+
+
+def _fit_locked(cfg: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
+    from genlab.train.logging import RunLogger
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         found = prepare_run_dir(cfg, run_dir, resume)
-        tr = Trainer(cfg, run_dir)
-        (run_dir / "data_spec.json").write_text(json.dumps(tr.exp.dataset.spec.to_dict()))
+        exp = build(cfg)
+        (run_dir / "data_spec.json").write_text(json.dumps(exp.dataset.spec.to_dict()))
+        ctx = RunContext(cfg, run_dir, exp)
+        tr = make_trainer(cfg, exp, [])
         if found is not None:
-            tr.restore(found)
-        return _run(tr)
-
-
-def _run(tr: Trainer) -> dict[str, Any]:
-    from genlab.train.logging import RunLogger
-
-    cfg, t0 = tr.cfg, time.time()
-    log = RunLogger(tr.run_dir, total=cfg.train.steps, initial=tr.step, progress=cfg.train.progress)
-    try:
-        while tr.step < cfg.train.steps:
-            logs = tr.train_step()
-            if tr.step % cfg.train.log_every == 0 or tr.step == cfg.train.steps:
-                tr.last_logs = logs
-                log.scalars(tr.step, logs)
-            if cfg.train.sample_every and tr.step % cfg.train.sample_every == 0:
-                picture(tr)
-            if cfg.eval.every and cfg.eval.metrics and tr.step % cfg.eval.every == 0:
-                log.scalars(tr.step, {f"eval/{k}": v for k, v in evaluate(tr).items()})
-            if cfg.train.ckpt_every and tr.step % cfg.train.ckpt_every == 0:
-                tr.save()
-            log.advance()
-        tr.save()
-        picture(tr)
-        result = {"step": tr.step, "seconds": time.time() - t0, "run_dir": str(tr.run_dir), "eval": {}}
+            ckpt.load_modules(found, tr.modules())
+            tr.load_state({"step": json.loads((found / "meta.json").read_text())["step"], **ckpt.load_state(found)})
+            ctx.saved_step = tr.step
+        log = RunLogger(run_dir, total=cfg.train.steps, initial=tr.step, progress=cfg.train.progress)
+        tr.callbacks = [LogCallback(ctx, log), PictureCallback(ctx), EvalCallback(ctx, log),
+                        CheckpointCallback(ctx)]
+        t0 = time.time()
+        try:
+            tr.fit(cfg.train.steps)
+        except TrainingDiverged as e:
+            raise TrainingDiverged(divergence_message(run_dir, e), step=e.step, player=e.player,
+                                   value=e.value) from None
+        finally:
+            log.close()
+        ctx.picture(tr)
+        result = {"step": tr.step, "seconds": time.time() - t0, "run_dir": str(run_dir), "eval": {}}
         if cfg.eval.metrics:
-            result["eval"] = write_eval(tr)
+            result["eval"] = ctx.write_eval(tr)
         return result
-    finally:
-        log.close()
 
 
-def evaluate(tr: Trainer) -> dict[str, float]:
-    e = tr.cfg.eval
-    return evaluate_model(tr.eval_model(), tr.exp.dataset, e.metrics, n=e.n, seed=e.seed, args=e.args)
-
-
-def write_eval(tr: Trainer) -> dict[str, float]:
-    values = evaluate(tr)
-    e = tr.cfg.eval
-    doc = {"metrics": values, "n": e.n, "seed": e.seed, "step": tr.step,
-           "weights": "ema" if tr.ema is not None else "model"}
-    (tr.run_dir / "eval.json").write_text(json.dumps(doc, indent=1))
-    return values
-
-
-def picture(tr: Trainer) -> Path:
-    spec = tr.exp.dataset.spec
-    x = draw_samples(tr.eval_model(), 64 if spec.kind == "image" else 2500, seed=0, spec=spec)
-    name = f"step-{tr.step:06d}.png"
-    title = f"{tr.cfg.name or tr.run_dir.name} — step {tr.step}"
-    return save_samples_png(tr.run_dir / "samples" / name, x, spec, tr.exp.dataset.test, title)
+def divergence_message(run_dir: Path, e: TrainingDiverged) -> str:
+    try:
+        good = ckpt.latest(run_dir)
+    except ckpt.CheckpointError:
+        good = None
+    keep = f"the last good checkpoint is {good}" if good else "no checkpoint had been written yet"
+    return (f"{e}. The run stopped; {keep}. Try a lower learning rate (train.lr / train.optim.{e.player}.lr), "
+            f"gradient clipping (train.grad_clip) or a gradient penalty, then resume with --resume.")

@@ -47,7 +47,7 @@ class AbstractAutoregressive(DiscreteDensityModel):
         dtype = next(self.parameters()).dtype
         return self.spec.to_model(k.to(torch.float64)).to(dtype)
 
-    def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
+    def _sample(self, n: int, *, context: Tensor | None, generator: torch.Generator | None) -> Tensor:
         return self.sample_naive(n, generator=generator)
 
     @abstractmethod
@@ -61,7 +61,7 @@ class AbstractCachedAutoregressive(AbstractAutoregressive):
 
     cached_sampling: bool = True
 
-    def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
+    def _sample(self, n: int, *, context: Tensor | None, generator: torch.Generator | None) -> Tensor:
         if self.cached_sampling:
             return self.sample_cached(n, generator=generator)
         return self.sample_naive(n, generator=generator)

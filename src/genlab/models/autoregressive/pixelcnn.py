@@ -112,7 +112,8 @@ class PixelCNN(AbstractAutoregressive):
         sub-pixels before it in ``x``."""
         return self._all_levels(self.params(x).movedim(2, -1)).movedim(-1, 2)
 
-    def log_prob(self, x: Tensor) -> Tensor:
+    def log_prob(self, x: Tensor, *, context: Tensor | None = None) -> Tensor:
+        self.check_context(context, len(x))
         k = self.to_index(x)
         p = self.params(x).movedim(2, -1)  # (B, C, H, W, P)
         if self.output == "categorical":

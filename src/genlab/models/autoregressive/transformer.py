@@ -64,7 +64,8 @@ class Transformer(AbstractCachedAutoregressive):
             h = block(h)
         return self.head(self.ln(h))
 
-    def log_prob(self, x: Tensor) -> Tensor:
+    def log_prob(self, x: Tensor, *, context: Tensor | None = None) -> Tensor:
+        self.check_context(context, len(x))
         k = self.to_index(x).flatten(1)
         lp = torch.log_softmax(self.logits(k), dim=-1)
         return lp.gather(-1, k.unsqueeze(-1)).squeeze(-1).sum(1)

@@ -169,12 +169,13 @@ class ConvFlow(Flow):
             total = total + ld
         return h.reshape(x.shape), total
 
-    def log_prob(self, x: Tensor) -> Tensor:
+    def log_prob(self, x: Tensor, *, context: Tensor | None = None) -> Tensor:
+        self.check_context(context, len(x))
         z, ld = self.inverse_and_log_det(x)
         flat = z.reshape(z.shape[0], -1)
         return -0.5 * (flat**2).sum(1) - 0.5 * flat.shape[1] * math.log(2 * math.pi) + ld
 
-    def _rsample(self, n: int, generator: torch.Generator | None) -> Tensor:
+    def _rsample(self, n: int, *, context: Tensor | None, generator: torch.Generator | None) -> Tensor:
         ref = self.layers[0].kernel
         z = torch.randn(n, *self.event_shape, generator=generator, device=ref.device, dtype=ref.dtype)
         return self.forward_and_log_det(z)[0]

@@ -303,14 +303,15 @@ class TransformFlow(Flow):
     def inverse_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self.transform.inverse_and_log_det(x)
 
-    def log_prob(self, x: Tensor) -> Tensor:
+    def log_prob(self, x: Tensor, *, context: Tensor | None = None) -> Tensor:
+        self.check_context(context, len(x))
         if tuple(x.shape[1:]) != tuple(self.event_shape):
             raise ValueError(f"{type(self).__name__}.log_prob expects (B, {', '.join(map(str, self.event_shape))})"
                              f", got {tuple(x.shape)}")
         z, ld = self.inverse_and_log_det(x)
         return standard_normal_log_prob(z) + ld
 
-    def _rsample(self, n: int, generator: torch.Generator | None) -> Tensor:
+    def _rsample(self, n: int, *, context: Tensor | None, generator: torch.Generator | None) -> Tensor:
         dtype = next(self.parameters()).dtype
         z = torch.randn(n, *self.event_shape, generator=generator, device=self.device, dtype=dtype)
         return self.forward_and_log_det(z)[0]

@@ -298,12 +298,14 @@ class ResidualFlow(Flow):
         _, ld = self.inverse_and_log_det(x, generator=generator)
         return x, -ld
 
-    def log_prob(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+    def log_prob(self, x: Tensor, *, context: Tensor | None = None,
+                 generator: torch.Generator | None = None) -> Tensor:
+        self.check_context(context, len(x))
         z, ld = self.inverse_and_log_det(x, generator=generator)
         flat = z.reshape(z.shape[0], -1)
         return -0.5 * (flat**2).sum(1) - 0.5 * self.dim * math.log(2 * math.pi) + ld
 
-    def _rsample(self, n: int, generator: torch.Generator | None) -> Tensor:
+    def _rsample(self, n: int, *, context: Tensor | None, generator: torch.Generator | None) -> Tensor:
         z = torch.randn(n, *self.event_shape, generator=generator, device=self.device,
                         dtype=self.affines[0].shift.dtype)
         return self._to_data(z)

@@ -195,7 +195,8 @@ class SphereFlow(Flow):
             total = total + ld
         return x, -(total + log_conformal(u0) - log_conformal(u))
 
-    def log_prob(self, x: Tensor) -> Tensor:
+    def log_prob(self, x: Tensor, *, context: Tensor | None = None) -> Tensor:
+        self.check_context(context, len(x))
         z, ld = self.inverse_and_log_det(x)
         return self.base_log_prob(z) + ld
 
@@ -206,7 +207,7 @@ class SphereFlow(Flow):
             return g / g.norm(dim=1, keepdim=True)
         return inverse_stereographic(torch.randn(n, self.n, generator=generator, device=self.device, dtype=dtype))
 
-    def _rsample(self, n: int, generator: torch.Generator | None) -> Tensor:
+    def _rsample(self, n: int, *, context: Tensor | None, generator: torch.Generator | None) -> Tensor:
         h = stereographic(self._base_sample(n, generator))
         for layer in reversed(self.couplings):
             h = layer.to_data(h)
