@@ -189,10 +189,10 @@ def test_crash_during_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
 
     def boom(*a, **k):
         raise OSError("disk full")
-    monkeypatch.setattr(ckpt.torch, "save", boom)
+    monkeypatch.setattr(ckpt, "save_file", boom)
     with pytest.raises(OSError):
         fit(cfg_of(tiny(steps=12)), run, resume=True)
-    assert ckpt.latest(run) == good and (good / "state.pt").is_file()
+    assert ckpt.latest(run) == good and (good / "state.json").is_file()
 
 
 # --- divergence ------------------------------------------------------------------------

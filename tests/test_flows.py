@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from flow_contract import check_flow_contract, prepared
+from genlab.data.base import Batch
 from genlab import registry
 from genlab.data.base import DataSpec, image_spec
 from genlab.data.synthetic import ring8
@@ -77,7 +78,7 @@ def test_density_integrates_to_one_trained(name):
     first = None
     for _ in range(150):
         x = data.train[torch.randint(len(data.train), (256,), generator=g)]
-        out = obj.loss("model", model, x, generator=g)
+        out = obj.loss("model", model, Batch(x), generator=g)
         first = first if first is not None else out.logs["nll"]
         opt.zero_grad(), out.loss.backward(), opt.step()
     assert out.logs["nll"] < first - 0.2, "training did not move the model; the grid check would be vacuous"

@@ -9,6 +9,7 @@ import pytest
 import torch
 from scipy.stats import norm
 
+from genlab.data.base import Batch
 from genlab.capabilities import CapabilityError, check_requirements
 from genlab.data.base import DataSpec, image_spec
 from genlab.data.dequantize import VariationalDequantizer, uniform_dequantize
@@ -30,12 +31,12 @@ class UniformBox(DensityModel):
         self.spec, self.event_shape = spec, torch.Size(spec.event_shape)
         self.half = (1 + 1 / (2 * spec.scale))  # box [-half, half] when shift == scale
 
-    def log_prob(self, x):
+    def log_prob(self, x, *, context=None):
         inside = (x.abs() <= self.half).reshape(x.shape[0], -1).all(1)
         lp = torch.full((x.shape[0],), -self.spec.dim * math.log(2 * self.half), dtype=x.dtype)
         return torch.where(inside, lp, torch.full_like(lp, -math.inf))
 
-    def _sample(self, n, generator):
+    def _sample(self, n, *, context, generator):
         return (torch.rand(n, *self.event_shape, generator=generator) * 2 - 1) * self.half
 
 
@@ -46,10 +47,10 @@ class Gauss1D(DensityModel):
         super().__init__()
         self.mean, self.std, self.event_shape = mean, std, torch.Size((1,))
 
-    def log_prob(self, x):
+    def log_prob(self, x, *, context=None):
         return torch.distributions.Normal(self.mean, self.std).log_prob(x[:, 0])
 
-    def _sample(self, n, generator):
+    def _sample(self, n, *, context, generator):
         return self.mean + self.std * torch.randn(n, 1, generator=generator)
 
 
@@ -68,20 +69,20 @@ def test_uniform_model_gives_exactly_log2_levels(samples):
     data = digits()
     model = UniformBox(data.spec)
     metric = BitsPerDim(dataset=data, samples=samples)
-    metric.update(model, data.test)
+    metric.update(model, Batch(data.test))
     out = metric.compute()
     assert out["bpd"] == pytest.approx(math.log2(17), abs=1e-6)  # float32 rounding only
     assert out["nll"] == pytest.approx(64 * math.log(17), abs=1e-4)
     obj = MaximumLikelihood()
     obj.setup(model, data.spec)
-    logs = obj.loss("model", model, data.spec.to_model(data.test[:50]), generator=torch.Generator().manual_seed(0)).logs
+    logs = obj.loss("model", model, Batch(data.spec.to_model(data.test[:50])), generator=torch.Generator().manual_seed(0)).logs
     assert logs["bpd"] == pytest.approx(math.log2(17), abs=1e-6)
 
 
 def test_uniform_discrete_model_gives_exactly_log2_levels():
     data = digits()
     metric = BitsPerDim(dataset=data)
-    metric.update(IndependentPixels(data_spec=data.spec).double(), data.test)
+    metric.update(IndependentPixels(data_spec=data.spec).double(), Batch(data.test))
     assert metric.compute()["bpd"] == pytest.approx(math.log2(17), abs=1e-12)
 
 
@@ -94,7 +95,7 @@ def test_k_sample_bound_is_a_bound_and_converges_to_the_exact_mass():
     results = {}
     for K in (1, 1000):
         m = BitsPerDim(data_spec=SPEC1, samples=K, seed=1)
-        m.update(model, k)
+        m.update(model, Batch(k))
         results[K] = m.compute()["bpd"]
     assert results[1] > exact_bpd + 0.01, "K=1 should show a Jensen gap here"
     assert results[1000] >= exact_bpd - 1e-3
@@ -132,14 +133,14 @@ def test_variational_bound_never_beats_exact_and_training_tightens_it():
 
     def bound(n=20):
         with torch.no_grad():
-            vals = torch.stack([obj.data_log_prob(model, x, g) for _ in range(n)])
+            vals = torch.stack([obj.data_log_prob(model, Batch(x), g) for _ in range(n)])
         return float(vals.mean()), float(vals.std() / math.sqrt(vals.numel()))
 
     before, se = bound()
     assert before <= exact + 3 * se
     opt = torch.optim.Adam(params, lr=1e-2)
     for _ in range(300):
-        out = obj.loss("model", model, x, generator=g)
+        out = obj.loss("model", model, Batch(x), generator=g)
         opt.zero_grad(), out.loss.backward(), opt.step()
     after, se = bound()
     assert after <= exact + 3 * se, "a variational lower bound exceeded the exact log-probability"
@@ -167,7 +168,7 @@ def _train(model, data, steps, lr=3e-3, batch=256):
     g = torch.Generator().manual_seed(0)
     for _ in range(steps):
         x = data.spec.to_model(data.train[torch.randint(len(data.train), (batch,), generator=g)])
-        out = obj.loss("model", model, x, generator=g)
+        out = obj.loss("model", model, Batch(x), generator=g)
         opt.zero_grad(), out.loss.backward(), opt.step()
     return model
 
@@ -205,5 +206,5 @@ def test_discrete_model_on_continuous_data_is_refused():
         obj.setup(model, DataSpec(name="c", kind="image", event_shape=(1, 2, 2)))
     obj.setup(model, spec)
     x = spec.to_model(torch.tensor([[[[0.0, 1.0], [2.0, 1.0]]]]))
-    out = obj.loss("model", model, x)
+    out = obj.loss("model", model, Batch(x))
     assert out.logs["bpd"] == pytest.approx(math.log2(3), abs=1e-6)

@@ -16,6 +16,7 @@ import torch
 from scipy.stats import multivariate_normal
 from torch import nn
 
+from genlab.data.base import Batch
 from genlab import registry
 from genlab.build import build_metric, build_model
 from genlab.capabilities import CapabilityError, check_requirements
@@ -43,7 +44,7 @@ class LinearDecoder(DecoderModel):
         self.latent_shape = torch.Size((w.shape[1],))
         self.w, self.b = nn.Parameter(w), nn.Parameter(b)
 
-    def decode(self, z):
+    def decode(self, z, *, context=None):
         return z @ self.w.T + self.b
 
 
@@ -144,7 +145,7 @@ def test_ais_decoder_matches_the_exact_linear_gaussian_likelihood(linear_problem
     w, b, sigma, x, _ = linear_problem
     metric = AISDecoder(sigma=sigma, steps=500, chains=16, leapfrog=5, schedule="geometric",
                         progress=False, seed=1)
-    metric.update(LinearDecoder(w.clone(), b.clone()), x)
+    metric.update(LinearDecoder(w.clone(), b.clone()), Batch(x))
     err = metric.values() - _exact(w, b, sigma, x)
     assert abs(err.mean()) < 0.1 and err.abs().max() < 0.6
     out = metric.compute()
@@ -159,7 +160,7 @@ def test_ais_latent_reports_data_space_likelihood():
     exact = m.log_prob(x_model).detach() - 4 * math.log(2.0)  # Jacobian of x_model = (x - 1) / 2
     metric = AISLatent(steps=300, chains=16, leapfrog=5, schedule="geometric", progress=False,
                        data_spec=spec)
-    metric.update(m, x_data)
+    metric.update(m, Batch(x_data))
     err = metric.values() - exact
     assert abs(err.mean()) < 0.1 and err.abs().max() < 0.6
 
@@ -171,7 +172,7 @@ def test_ais_is_a_lower_bound_in_expectation_that_tightens_with_steps(linear_pro
     for steps in (5, 50, 500):
         m = AISDecoder(sigma=sigma, steps=steps, chains=1, leapfrog=5, schedule="geometric",
                        progress=False, seed=3)
-        m.update(LinearDecoder(w.clone(), b.clone()), x)
+        m.update(LinearDecoder(w.clone(), b.clone()), Batch(x))
         d = m.values() - exact
         gaps.append(float(d.mean()))
         ses.append(float(d.std() / math.sqrt(len(d))))
@@ -213,7 +214,7 @@ def test_ais_on_a_nonlinear_generator_matches_grid_quadrature():
         log_lik = -0.5 * sq / sigma**2 - 2 * math.log(sigma) - math.log(2 * math.pi)
         ref = torch.logsumexp(log_pz + log_lik, dim=1) + 2 * math.log(float(grid[1] - grid[0]))
     metric = AISDecoder(sigma=sigma, steps=300, chains=16, leapfrog=5, progress=False)
-    metric.update(gen, x)
+    metric.update(gen, Batch(x))
     err = metric.values() - ref
     assert abs(err.mean()) < 0.1 and err.abs().max() < 0.3
 
@@ -270,15 +271,18 @@ def test_iwae_metric_prior_proposal_and_custom_proposal_in_data_space():
     exact = m.log_prob(x_model).detach() - 4 * math.log(3.0)
     x_data = spec.to_data(x_model)
     exact_q = IWAEBound(k=3, proposal_fn=lambda model, xm: model.posterior(xm), data_spec=spec)
-    exact_q.update(m, x_data)
+    exact_q.update(m, Batch(x_data))
     assert torch.allclose(exact_q.values(), exact, atol=1e-9)
-    prior_q = build_metric("iwae", Dataset(spec, x_data, x_data), k=4000)
-    prior_q.update(m, x_data)
+    auto_q = build_metric("iwae", Dataset(spec, x_data, x_data), k=3)  # auto: the model's own posterior
+    auto_q.update(m, Batch(x_data))
+    assert torch.allclose(auto_q.values(), exact, atol=1e-9)
+    prior_q = build_metric("iwae", Dataset(spec, x_data, x_data), k=4000, proposal="prior")
+    prior_q.update(m, Batch(x_data))
     out = prior_q.compute()
     err = prior_q.values() - exact  # prior proposal: a per-point draw can land above log p(x)
     assert abs(err.mean()) < 0.05 and err.abs().max() < 0.5
-    few = IWAEBound(k=10, data_spec=spec)
-    few.update(m, x_data)
+    few = IWAEBound(k=10, data_spec=spec, proposal="prior")
+    few.update(m, Batch(x_data))
     assert few.compute()["iwae_log_px"] < out["iwae_log_px"] - 0.1  # loose with K = 10
     assert out["iwae_bpd"] == pytest.approx(-out["iwae_log_px"] / (4 * math.log(2)))
 
@@ -335,8 +339,8 @@ def test_ais_runs_on_a_conv_generator_in_data_space_and_restores_train_mode():
     x = torch.randint(0, 17, (5, 1, 8, 8)).float()
     metric = build_metric("ais", Dataset(spec, x, x), sigma=0.2, steps=5, chains=2, max_examples=3,
                           progress=False)
-    metric.update(gen, x[:2])
-    metric.update(gen, x[2:])
+    metric.update(gen, Batch(x[:2]))
+    metric.update(gen, Batch(x[2:]))
     out = metric.compute()
     assert gen.training and out["ais_n"] == 3 and math.isfinite(out["ais_log_px"])
     assert out["ais_bpd"] == pytest.approx(-out["ais_log_px"] / (64 * math.log(2)))

@@ -13,7 +13,7 @@ from scipy import integrate, optimize, stats
 from genlab import registry
 from genlab.build import validate
 from genlab.config import ConfigError, from_dict
-from genlab.data.base import DataSpec
+from genlab.data.base import Batch, DataSpec
 from genlab.experiments import simple_fit
 from genlab.models.gan import ConvGenerator, MLPGenerator
 from genlab.objectives.adversarial import CriticObjective, apply_spectral_norm
@@ -57,7 +57,7 @@ def test_losses_are_finite_and_reach_the_right_parameters(name):
     for player in obj.players:
         for p in list(model.parameters()) + list(obj.parameters()):
             p.grad = None
-        out = obj.loss(player, model, x, generator=torch.Generator().manual_seed(1))
+        out = obj.loss(player, model, Batch(x), step=0, generator=torch.Generator().manual_seed(1))
         assert out.loss.dim() == 0 and torch.isfinite(out.loss)
         assert all(math.isfinite(v) for v in out.logs.values())
         out.loss.backward()
@@ -102,7 +102,7 @@ def test_conv_generator_and_conv_critic_with_packing_and_spectral_norm():
     obj.setup(model, spec)
     assert obj.critic.net[0].parametrizations.weight.original.shape[1] == 2  # 2 packed channels
     for player in obj.players:
-        out = obj.loss(player, model, torch.rand(6, 1, 8, 8) * 2 - 1)
+        out = obj.loss(player, model, Batch(torch.rand(6, 1, 8, 8) * 2 - 1), step=0, generator=None)
         out.loss.backward()
         assert torch.isfinite(out.loss)
 
@@ -313,7 +313,7 @@ def _affine_model():
             self.loc = torch.nn.Parameter(torch.zeros(2))
             self.log_scale = torch.nn.Parameter(torch.full((2,), math.log(0.1)))
 
-        def _rsample(self, n, generator):
+        def _rsample(self, n, *, context, generator):
             return self.loc + self.log_scale.exp() * torch.randn(n, 2, generator=generator)
 
     return Affine()

@@ -19,7 +19,7 @@ import torch
 from genlab import registry
 
 from genlab.capabilities import check_conditioning, check_requirements, missing
-from genlab.config import OPTIM_KEYS, ConfigError, RunConfig, apply_overrides, from_dict, load_yaml, validate_kwargs
+from genlab.config import OPTIM_KEYS, ConfigError, optim_keys, RunConfig, apply_overrides, from_dict, load_yaml, validate_kwargs
 from genlab.data.base import DataSpec, Dataset, hide_labels
 from genlab.metrics.base import Metric
 from genlab.models.base import GenerativeModel
@@ -106,9 +106,9 @@ def validate(cfg: RunConfig) -> None:
                 raise ConfigError(f"{where}: unknown player {p!r}; objective '{oname}' has players "
                                   f"{', '.join(players)}")
     for p, over in cfg.train.optim.items():
-        bad = [k for k in over if k not in OPTIM_KEYS]
-        if bad:
-            raise ConfigError(f"train.optim.{p}: unknown key {bad[0]!r}; valid keys: {', '.join(OPTIM_KEYS)}")
+        if not isinstance(over, dict):
+            raise ConfigError(f"train.optim.{p} must be a mapping of {', '.join(OPTIM_KEYS)}, got {over!r}")
+        validate_kwargs(optim_keys, over, where=f"train.optim.{p}")
 
 
 @dataclass

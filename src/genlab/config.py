@@ -16,11 +16,15 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
-from genlab.kwargs import ConfigError, config_keys, validate_kwargs  # noqa: F401 (re-exported)
+from genlab.kwargs import (ConfigError, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,  # noqa: F401
+                           Range, config_keys, validate_kwargs)
+
+Beta = Annotated[float, Range(0, 1, hi_open=True)]
+Decay = Annotated[float, Range(0, 1, lo_open=True, hi_open=True)]
 
 
 # --- the run config ---------------------------------------------------------------
@@ -30,21 +34,21 @@ class TrainConfig:
     """The ``train:`` section. ``steps`` counts schedule rounds; in one round each
     player takes ``schedule[player]`` optimiser steps (default 1)."""
 
-    steps: int = 1000
-    batch_size: int = 256
-    schedule: dict[str, int] = field(default_factory=dict)
+    steps: PositiveInt = 1000
+    batch_size: PositiveInt = 256
+    schedule: dict[str, PositiveInt] = field(default_factory=dict)
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
-    lr: float = 1e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    weight_decay: float = 0.0
+    lr: PositiveFloat = 1e-4
+    betas: tuple[Beta, Beta] = (0.5, 0.999)
+    weight_decay: NonNegativeFloat = 0.0
     optim: dict[str, dict[str, Any]] = field(default_factory=dict)
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
-    warmup_steps: int = 0
-    grad_clip: float | None = None
-    ema: float | None = None
-    ckpt_every: int = 500
-    log_every: int = 50
-    sample_every: int = 0
+    warmup_steps: NonNegativeInt = 0
+    grad_clip: PositiveFloat | None = None
+    ema: Decay | None = None
+    ckpt_every: NonNegativeInt = 500
+    log_every: PositiveInt = 50
+    sample_every: NonNegativeInt = 0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     cpu: bool = False
     progress: bool = True
@@ -54,14 +58,19 @@ class TrainConfig:
 OPTIM_KEYS = ("optimizer", "lr", "betas", "weight_decay")
 
 
+def optim_keys(*, optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam", lr: PositiveFloat = 1e-4,
+               betas: tuple[Beta, Beta] = (0.5, 0.999), weight_decay: NonNegativeFloat = 0.0) -> None:
+    """The schema of ``train.optim.<player>`` (types and ranges of :data:`OPTIM_KEYS`)."""
+
+
 @dataclass
 class EvalConfig:
     """The ``eval:`` section: metrics run by ``genlab eval`` and, when ``every > 0``,
     every ``every`` steps during training (logged like the losses)."""
 
     metrics: list[str] = field(default_factory=list)
-    n: int = 2500
-    every: int = 0
+    n: PositiveInt = 2500
+    every: NonNegativeInt = 0
     seed: int = 0
     args: dict[str, dict[str, Any]] = field(default_factory=dict)
 

@@ -29,10 +29,12 @@ from genlab.models.flows import IAF, MAF, Glow, MADEFlow, RealNVP
 from genlab.models.flows.circular_conv import ConvFlow
 from genlab.models.flows.residual import ResidualFlow
 from genlab.models.flows.sphere import SphereFlow
-from genlab.models.gan import ConvGenerator, MLPGenerator
+from genlab.models.gan import ConditionalConvGenerator, ConditionalMLPGenerator, ConvGenerator, MLPGenerator
 from genlab.models.independent import IndependentPixels
 from genlab.models.linear_gaussian import LinearGaussian
+from genlab.objectives.acgan import ACGAN, TACGAN
 from genlab.objectives.adversarial import MinimaxGAN, NonSaturatingGAN
+from genlab.objectives.conditional import ConditionalGAN
 from genlab.objectives.cramer import CramerGAN
 from genlab.objectives.density_ratio import RatioMatching
 from genlab.objectives.fgan import FGAN
@@ -54,6 +56,7 @@ DATASETS: dict[str, Callable[..., Any]] = {
     "checkerboard": _syn.checkerboard,
     "pinwheel": _syn.pinwheel,
     "swissroll": _syn.swissroll,
+    "overlap1d": _syn.overlap1d,
     "mnist": _files.mnist,
     "cifar10": _files.cifar10,
     "image_folder": _files.image_folder,
@@ -69,6 +72,8 @@ MODELS: dict[str, type] = {
     "linear_gaussian": LinearGaussian,
     "mlp_generator": MLPGenerator,
     "conv_generator": ConvGenerator,
+    "cond_mlp_generator": ConditionalMLPGenerator,
+    "cond_conv_generator": ConditionalConvGenerator,
     "realnvp": RealNVP,
     "glow": Glow,
     "made": MADEFlow,
@@ -96,6 +101,9 @@ OBJECTIVES: dict[str, type] = {
     "gmmn": GMMN,
     "mmd-gan": MMDGAN,
     "ratio": RatioMatching,
+    "cgan": ConditionalGAN,
+    "acgan": ACGAN,
+    "tacgan": TACGAN,
     "mle": MaximumLikelihood,
 }
 

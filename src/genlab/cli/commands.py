@@ -49,8 +49,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def sampler_section(args: argparse.Namespace) -> dict | None:
-    """The ``sampler:`` section asked for on the command line (``--sampler``, ``--set sampler.K=V``),
-    or ``None`` for the run's own."""
+    """The ``sampler:`` section asked for on the command line, or ``None`` for the run's own:
+    ``--sampler NAME`` replaces the run's sampler (unless it is the same one), and
+    ``--set sampler.K=V`` overrides keys of the resulting section."""
+    from genlab.api import read_config
     from genlab.config import apply_overrides
 
     sets = list(getattr(args, "set", None) or [])
@@ -59,8 +61,9 @@ def sampler_section(args: argparse.Namespace) -> dict | None:
         raise ConfigError(f"--set here only sets sampler keys (sampler.KEY=VALUE); got {bad[0]!r}")
     if not args.sampler and not sets:
         return None
-    d: dict = {"sampler": {"name": args.sampler}} if args.sampler else {}
-    return apply_overrides(d, sets).get("sampler")
+    own = dict(read_config(args.run).get("sampler") or {"name": "ancestral"})
+    section = own if args.sampler in (None, own.get("name")) else {"name": args.sampler}
+    return apply_overrides({"sampler": section}, sets)["sampler"]
 
 
 def class_labels(arg: str | None, model, n: int) -> tuple[torch.Tensor | None, int, int | None]:

@@ -24,6 +24,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="genlab", description="Train, sample, evaluate and compare deep "
                                 "generative models.", epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show Python tracebacks (for bug reports)")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model from a YAML config (or a recipe name)")
@@ -86,11 +87,31 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return getattr(commands, f"cmd_{args.command}")(args) or 0
     except commands.USER_ERRORS as err:
+        if args.debug:
+            raise
         print(f"genlab {args.command}: error: {err}", file=sys.stderr)
         return 2
     except commands.DIVERGED as err:
+        if args.debug:
+            raise
         print(f"genlab {args.command}: {err}", file=sys.stderr)
         return 3
+    except KeyboardInterrupt:
+        print(f"genlab {args.command}: interrupted; a training run resumes from its last checkpoint with "
+              "--resume", file=sys.stderr)
+        return 130
+    except MemoryError:
+        if args.debug:
+            raise
+        print(f"genlab {args.command}: error: out of memory; use fewer samples (--n), a smaller batch or "
+              "smaller data", file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001 - a traceback reaching a user is a bug; --debug shows it
+        if args.debug:
+            raise
+        print(f"genlab {args.command}: internal error ({type(err).__name__}: {err}). This is a genlab bug; "
+              "rerun with --debug for the traceback and report it", file=sys.stderr)
+        return 70
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from genlab.kwargs import NonNegativeInt, PositiveInt
 from genlab.data import mulaw
 from genlab.data.base import DataSpec, Dataset
 
@@ -46,7 +47,7 @@ def decode_amplitude(codes: Tensor, info: dict[str, Any]) -> Tensor:
     return codes / (levels - 1) * 2 - 1
 
 
-def sines(*, n_train: int = 4000, n_test: int = 1000, length: int = 64, levels: int = 256,
+def sines(*, n_train: PositiveInt = 4000, n_test: NonNegativeInt = 1000, length: int = 64, levels: int = 256,
           encoding: Literal["mulaw", "linear"] = "mulaw", amp_min: float = 0.5, f_min: float = 0.02,
           f_max: float = 0.12, noise: float = 0.0, seed: int = 0) -> Dataset:
     """Random sinusoids quantised to ``levels`` codes: ``(length,)`` sequences, kind ``"sequence"``."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from genlab.kwargs import NonNegativeInt, PositiveInt
 from genlab.data.base import DataSpec, Dataset, KnownDensity
 
 
@@ -112,14 +113,14 @@ def _vmf_mixture(name: str, means: list[list[float]], kappa: float | list[float]
 _TETRAHEDRON = [[1.0, 1.0, 1.0], [1.0, -1.0, -1.0], [-1.0, 1.0, -1.0], [-1.0, -1.0, 1.0]]
 
 
-def vmf_s2(*, n_train: int = 20000, n_test: int = 5000, seed: int = 0, kappa: float | list[float] = 10.0,
+def vmf_s2(*, n_train: PositiveInt = 20000, n_test: NonNegativeInt = 5000, seed: int = 0, kappa: float | list[float] = 10.0,
            means: list[list[float]] | None = None) -> VMFMixtureDataset:
     """Mixture of vMF distributions on the sphere S^2 (points in R^3); default: 4 modes
     at the vertices of a tetrahedron, kappa 10."""
     return _vmf_mixture("vmf_s2", means or _TETRAHEDRON, kappa, n_train, n_test, seed)
 
 
-def vmf_s1(*, n_train: int = 20000, n_test: int = 5000, seed: int = 0, kappa: float | list[float] = 8.0,
+def vmf_s1(*, n_train: PositiveInt = 20000, n_test: NonNegativeInt = 5000, seed: int = 0, kappa: float | list[float] = 8.0,
            means: list[list[float]] | None = None) -> VMFMixtureDataset:
     """Mixture of von Mises distributions on the circle S^1 (points in R^2); default:
     3 modes at angles 0, 2pi/3, 4pi/3, kappa 8."""

@@ -7,16 +7,20 @@ Gaussian mixtures (``ring8``, ``grid25``) are :class:`~genlab.data.base.MixtureD
 objects with an exact ``log_prob``; ``moons``, ``spiral``, ``checkerboard``,
 ``pinwheel`` and ``swissroll`` are the usual continuous toy shapes of the flow
 literature (FFJORD, arXiv 1810.01367), written from their definitions here.
+``overlap1d`` (TAC-GAN's 1-D simulation) is a :class:`ClassGaussians`: labelled, with
+every class-conditional density known exactly.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
-from genlab.data.base import DataSpec, Dataset, MixtureDataset, labelled_dataset
+from genlab.kwargs import NonNegativeInt, PositiveInt
+from genlab.data.base import DataSpec, Dataset, KnownDensity, MixtureDataset, labelled_dataset
 
 
 def _mixture(name: str, means: torch.Tensor, std: float, n_train: int, n_test: int, seed: int) -> MixtureDataset:
@@ -27,14 +31,14 @@ def _mixture(name: str, means: torch.Tensor, std: float, n_train: int, n_test: i
                           info={"modes": len(means), "std": std}, means=means, std=std)
 
 
-def ring8(*, n_train: int = 20000, n_test: int = 5000, seed: int = 0, radius: float = 1.0,
+def ring8(*, n_train: PositiveInt = 20000, n_test: NonNegativeInt = 5000, seed: int = 0, radius: float = 1.0,
           std: float = 0.01) -> MixtureDataset:
     """8 Gaussians at angles ``2*pi*i/8`` on a circle of radius 1, std 0.01 (VEEGAN/PacGAN protocol)."""
     a = torch.arange(8, dtype=torch.float32) * 2 * math.pi / 8
     return _mixture("ring8", radius * torch.stack([a.cos(), a.sin()], 1), std, n_train, n_test, seed)
 
 
-def grid25(*, n_train: int = 20000, n_test: int = 5000, seed: int = 0, std: float = 0.05) -> MixtureDataset:
+def grid25(*, n_train: PositiveInt = 20000, n_test: NonNegativeInt = 5000, seed: int = 0, std: float = 0.05) -> MixtureDataset:
     """25 Gaussians with means in ``{-4, -2, 0, 2, 4}^2``, std 0.05 (VEEGAN/PacGAN protocol)."""
     v = torch.tensor([-4.0, -2.0, 0.0, 2.0, 4.0])
     means = torch.cartesian_prod(v, v)
@@ -70,7 +74,7 @@ def _polar(r: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     return torch.stack([r * theta.cos(), r * theta.sin()], 1)
 
 
-def moons(*, n_train: int = 20000, n_test: int = 5000, seed: int = 0, noise: float = 0.1) -> Dataset:
+def moons(*, n_train: PositiveInt = 20000, n_test: NonNegativeInt = 5000, seed: int = 0, noise: float = 0.1) -> Dataset:
     """Two interleaved half circles of radius 1 plus Gaussian noise of std ``noise``.
 
     Moon 0 is ``(cos t, sin t)``, moon 1 is ``(1 - cos t, 1/2 - sin t)``, ``t ~ U(0, pi)``,
@@ -88,7 +92,7 @@ def moons(*, n_train: int = 20000, n_test: int = 5000, seed: int = 0, noise: flo
     return _points("moons", sample, n_train, n_test, seed, {"noise": noise}, classes=2)
 
 
-def spiral(*, n_train: int = 20000, n_test: int = 5000, seed: int = 0, arms: int = 2,
+def spiral(*, n_train: PositiveInt = 20000, n_test: NonNegativeInt = 5000, seed: int = 0, arms: int = 2,
            turns: float = 1.5, radius: float = 3.0, noise: float = 0.05) -> Dataset:
     """``arms`` interleaved Archimedean spirals out to ``radius``, Gaussian noise ``noise``.
 
@@ -108,7 +112,7 @@ def spiral(*, n_train: int = 20000, n_test: int = 5000, seed: int = 0, arms: int
     return _points("spiral", sample, n_train, n_test, seed, {"noise": noise}, classes=arms)
 
 
-def checkerboard(*, n_train: int = 20000, n_test: int = 5000, seed: int = 0, cells: int = 4,
+def checkerboard(*, n_train: PositiveInt = 20000, n_test: NonNegativeInt = 5000, seed: int = 0, cells: int = 4,
                  half_width: float = 4.0) -> Dataset:
     """Uniform on the "black" squares of a ``cells x cells`` board on ``[-half_width, half_width]^2``.
 
@@ -129,7 +133,7 @@ def checkerboard(*, n_train: int = 20000, n_test: int = 5000, seed: int = 0, cel
     return _points("checkerboard", sample, n_train, n_test, seed, {"cells": cells, "half_width": half_width})
 
 
-def pinwheel(*, n_train: int = 20000, n_test: int = 5000, seed: int = 0, arms: int = 5,
+def pinwheel(*, n_train: PositiveInt = 20000, n_test: NonNegativeInt = 5000, seed: int = 0, arms: int = 5,
              radial_std: float = 0.3, tangential_std: float = 0.05, rate: float = 0.25,
              scale: float = 2.0) -> Dataset:
     """Pinwheel of curved Gaussian arms (Johnson et al. 2016, SVAE, arXiv 1603.06277).
@@ -153,7 +157,7 @@ def pinwheel(*, n_train: int = 20000, n_test: int = 5000, seed: int = 0, arms: i
     return _points("pinwheel", sample, n_train, n_test, seed, {}, classes=arms)
 
 
-def swissroll(*, n_train: int = 20000, n_test: int = 5000, seed: int = 0, radius: float = 4.0,
+def swissroll(*, n_train: PositiveInt = 20000, n_test: NonNegativeInt = 5000, seed: int = 0, radius: float = 4.0,
               noise: float = 0.1) -> Dataset:
     """2-D swiss roll: ``t (cos t, sin t)`` with ``t ~ U(1.5 pi, 4.5 pi)``, scaled so the
     outer end lies at ``radius``, plus Gaussian noise ``noise`` (after scaling).
@@ -168,3 +172,75 @@ def swissroll(*, n_train: int = 20000, n_test: int = 5000, seed: int = 0, radius
         return x + noise * torch.randn(n, 2, generator=g), t
 
     return _points("swissroll", sample, n_train, n_test, seed, {"noise": noise})
+
+
+# --- labelled mixtures with known class-conditional densities ------------------------
+
+@dataclass
+class ClassGaussians(Dataset, KnownDensity):
+    """Labelled isotropic Gaussians, one per class: class ``k`` is ``N(means[k], stds[k]^2 I)``
+    with probability ``weights[k]``. Every class-conditional density is known exactly
+    (:meth:`class_log_prob`, :meth:`class_sample`, and for 1-D data :meth:`class_cdf`), so
+    class-conditional samples can be scored against the truth. ``means`` ``(K, D)``,
+    ``stds`` and ``weights`` ``(K,)``; data space."""
+
+    means: torch.Tensor = None  # type: ignore[assignment]
+    stds: torch.Tensor = None  # type: ignore[assignment]
+    weights: torch.Tensor = None  # type: ignore[assignment]
+
+    def class_log_prob(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """``log p(x | y = k)`` for ``x`` ``(B, D)`` in data space -> ``(B,)``."""
+        d, s = x.shape[-1], float(self.stds[k])
+        sq = ((x.double() - self.means[k].double()) ** 2).sum(-1)
+        return (-0.5 * sq / s**2 - d * math.log(s) - 0.5 * d * math.log(2 * math.pi)).to(x.dtype)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        comps = torch.stack([self.class_log_prob(x, k).double() + math.log(float(w))
+                             for k, w in enumerate(self.weights)], 1)
+        return torch.logsumexp(comps, 1).to(x.dtype)
+
+    def class_sample(self, n: int, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` fresh samples ``(n, D)`` of class ``k``."""
+        return self.means[k] + self.stds[k] * torch.randn(n, self.means.shape[1], generator=generator)
+
+    def sample_labelled(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` fresh pairs: points ``(n, D)`` and labels ``(n,)``."""
+        y = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        x = self.means[y] + self.stds[y, None] * torch.randn(n, self.means.shape[1], generator=generator)
+        return x, y
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.sample_labelled(n, generator)[0]
+
+    def class_cdf(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """1-D data only: ``P(X <= x | y = k)`` for ``x`` of any shape (float64)."""
+        if self.means.shape[1] != 1:
+            raise ValueError(f"class_cdf is for 1-D data; {self.spec.name} has {self.means.shape[1]} dimensions")
+        z = (x.double() - float(self.means[k, 0])) / float(self.stds[k])
+        return 0.5 * (1 + torch.erf(z / math.sqrt(2)))
+
+
+def class_gaussians(name: str, means: torch.Tensor, stds: torch.Tensor, *, n_train: int, n_test: int, seed: int,
+                    shift: float = 0.0, scale: float = 1.0) -> ClassGaussians:
+    """A :class:`ClassGaussians` with equal class weights, drawn from ``seed`` (train, then test)."""
+    if n_train < 1 or n_test < 0:
+        raise ValueError(f"{name}: n_train must be >= 1 and n_test >= 0, got {n_train}, {n_test}")
+    k, d = means.shape
+    spec = DataSpec(name=name, kind="points", event_shape=(d,), shift=shift, scale=scale, classes=k)
+    parts = dict(means=means.float(), stds=stds.float(), weights=torch.full((k,), 1.0 / k))
+    probe = ClassGaussians(spec=spec, train=torch.zeros(0, d), test=torch.zeros(0, d), train_y=torch.zeros(0).long(),
+                           test_y=torch.zeros(0).long(), **parts)
+    g = torch.Generator().manual_seed(seed)
+    (x_tr, y_tr), (x_te, y_te) = probe.sample_labelled(n_train, g), probe.sample_labelled(n_test, g)
+    return ClassGaussians(spec=spec, train=x_tr, test=x_te, train_y=y_tr, test_y=y_te,
+                          info={"means": means.tolist(), "stds": stds.tolist()}, **parts)
+
+
+def overlap1d(*, n_train: int = 30000, n_test: int = 10000, seed: int = 0, distance: float = 3.0) -> ClassGaussians:
+    """Three overlapping labelled 1-D Gaussians, the TAC-GAN paper's simulation (Gong et al.
+    2019, arXiv 1907.02690, Section 4.1): class 0 ``N(0, 1)``, class 1 ``N(d, 2^2)``, class 2
+    ``N(2d, 3^2)`` with ``d = distance`` (default 3: means 0, 3, 6; standard deviations
+    1, 2, 3), equal weights. Model space is ``(x - 3) / 3``."""
+    means = torch.tensor([[0.0], [distance], [2 * distance]])
+    return class_gaussians("overlap1d", means, torch.tensor([1.0, 2.0, 3.0]), n_train=n_train, n_test=n_test,
+                           seed=seed, shift=distance, scale=3.0)

@@ -36,6 +36,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor
 
+from genlab.kwargs import PositiveInt
 from genlab.data.base import Batch, Dataset, DataSpec
 from genlab.data.dequantize import to_data_log_density
 from genlab.metrics.base import ModelMetric
@@ -51,7 +52,7 @@ class _AISMetric(ModelMetric):
 
     prefix: ClassVar[str] = "ais"
 
-    def __init__(self, *, steps: int = 500, chains: int = 8, leapfrog: int = 5, step_size: float = 0.05,
+    def __init__(self, *, steps: PositiveInt = 500, chains: PositiveInt = 8, leapfrog: int = 5, step_size: float = 0.05,
                  schedule: Schedule = "sigmoid", target_accept: float = 0.65, max_examples: int = 256,
                  batch_size: int = 32, seed: int = 0, progress: bool = True, dataset: Dataset | None = None,
                  data_spec: DataSpec | None = None):
@@ -139,7 +140,7 @@ class AISDecoder(_AISMetric):
     prefix = "ais"
     higher_is_better = {"ais_log_px": True, "ais_bpd": False}
 
-    def __init__(self, *, sigma: float = 0.1, steps: int = 500, chains: int = 8, leapfrog: int = 5,
+    def __init__(self, *, sigma: float = 0.1, steps: PositiveInt = 500, chains: PositiveInt = 8, leapfrog: int = 5,
                  step_size: float = 0.05, schedule: Schedule = "sigmoid", target_accept: float = 0.65,
                  max_examples: int = 256, batch_size: int = 32, seed: int = 0, progress: bool = True,
                  dataset: Dataset | None = None,

@@ -26,6 +26,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from genlab.kwargs import PositiveInt
 from genlab.data.base import Batch, DataSpec, Dataset
 from genlab.data.dequantize import data_log_prob
 from genlab.metrics.base import ModelMetric
@@ -39,7 +40,7 @@ class BitsPerDim(ModelMetric):
     higher_is_better = {"bpd": False, "nll": False}
 
     def __init__(self, *, dataset: Dataset | None = None, data_spec: DataSpec | None = None,
-                 samples: int = 16, seed: int = 0):
+                 samples: PositiveInt = 16, seed: int = 0):
         spec = dataset.spec if dataset is not None else data_spec
         if spec is None:
             raise ValueError("BitsPerDim needs the data spec: pass dataset= or data_spec=")

@@ -2,7 +2,16 @@
 
 Protocol: both sets are subsampled to the same size ``n = min(N, M, max_samples)``
 (so chance accuracy is exactly 1/2), labelled real=1 / fake=0, pooled, shuffled
-and split in half (``torch.Generator(seed)``). Features are standardised with the
+and split in half (``torch.Generator(seed)``). Identical rows (a point present in
+both sets, or repeated) are kept on the same side of the split: the pooled rows are
+grouped with ``torch.unique``, each group takes the place of its first member in the
+shuffled order, and the cut falls at the group boundary nearest to the middle (so the
+halves can differ in size by up to a group; with no repeated rows the split is the
+plain half/half one). Otherwise a point seen as "real" in training and as "fake" at
+test time is misclassified on purpose: ``fake == real`` gave accuracies far below
+1/2. With ``fake == real`` every test point meets its copy with the other label, so
+the accuracy is exactly 1/2 (p-value just above 1/2). If all rows are identical there
+is nothing to split or learn: ``(0.5, 1.0)``. Features are standardised with the
 training half's mean and std. A one-hidden-layer MLP (``hidden`` tanh units) is
 trained on the training half by full-batch Adam (``steps`` steps, default 100, lr 1e-2,
 weight decay 1e-4; weights initialised from ``seed``). ``c2st_acc`` is its
@@ -33,9 +42,12 @@ def c2st(real: Tensor, fake: Tensor, *, hidden: int = 64, steps: int = 100, max_
     fake = fake[torch.randperm(len(fake), generator=gen)[:n]]
     z = torch.cat([real, fake]).float()
     y = torch.cat([torch.ones(n), torch.zeros(n)])
-    order = torch.randperm(2 * n, generator=gen)
-    tr, te = order[:n], order[n:]
-    mu, sd = z[tr].mean(0), z[tr].std(0).clamp_min(1e-8)
+    split = _grouped_split(z, torch.randperm(2 * n, generator=gen))
+    if split is None:  # every row identical: indistinguishable by construction
+        return 0.5, 1.0
+    tr, te = split
+    mu = z[tr].mean(0)
+    sd = z[tr].std(0).clamp_min(1e-8) if len(tr) > 1 else torch.ones_like(mu)
     z = (z - mu) / sd
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -50,6 +62,29 @@ def c2st(real: Tensor, fake: Tensor, *, hidden: int = 64, steps: int = 100, max_
         correct = int(((net(z[te]).squeeze(1) > 0).float() == y[te]).sum())
     n_test = len(te)
     return correct / n_test, float(binom.sf(correct - 1, n_test, 0.5))
+
+
+def _grouped_split(z: Tensor, order: Tensor) -> tuple[Tensor, Tensor] | None:
+    """Train/test indices of the rows of ``z`` from the shuffled ``order``, with all
+    copies of a row on the same side; ``None`` if all rows are identical.
+
+    Each group of identical rows is moved to the position of its first member in
+    ``order`` (members keep their order), and the cut is the group boundary nearest
+    to the middle (ties: the earlier one). Without repeated rows this is
+    ``order[:N/2], order[N/2:]``."""
+    _, group = torch.unique(z, dim=0, return_inverse=True)
+    g = group[order]
+    rank = torch.arange(len(order))
+    first = torch.full((int(group.max()) + 1,), len(order), dtype=torch.long)
+    first = first.scatter_reduce(0, g, rank, reduce="amin")
+    key = first[g] * len(order) + rank  # group's first position, then own position
+    order = order[torch.argsort(key)]
+    g = group[order]
+    bounds = (torch.nonzero(g[1:] != g[:-1]).flatten() + 1)
+    if len(bounds) == 0:
+        return None
+    cut = int(bounds[torch.argmin((bounds - len(order) // 2).abs())])
+    return order[:cut], order[cut:]
 
 
 class C2ST(FeatureMetric):

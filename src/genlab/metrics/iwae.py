@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from genlab.kwargs import PositiveInt
 from genlab.data.base import Batch, Dataset, DataSpec
 from genlab.data.dequantize import to_data_log_density
 from genlab.metrics.base import ModelMetric
@@ -39,7 +40,7 @@ class IWAEBound(ModelMetric):
     requires = (LatentVariableModel,)
     higher_is_better = {"iwae_log_px": True, "iwae_bpd": False}
 
-    def __init__(self, *, k: int = 1000, proposal: Literal["auto", "posterior", "prior"] = "auto",
+    def __init__(self, *, k: PositiveInt = 1000, proposal: Literal["auto", "posterior", "prior"] = "auto",
                  proposal_fn: ProposalFn | None = None, chunk_size: int = 250, batch_size: int = 64,
                  max_examples: int = 2500, seed: int = 0, dataset: Dataset | None = None,
                  data_spec: DataSpec | None = None):

@@ -3,8 +3,9 @@ JMLR 13; arXiv 0805.2368).
 
 Statistic: the unbiased ``MMD^2`` with ``k(x, y) = exp(-|x - y|^2 / (2 h^2))`` on
 features. Bandwidth ``h``: ``bandwidth`` if > 0, else the median heuristic, the
-median of the pairwise distances of the pooled sample (over distinct pairs,
-zeros excluded, so duplicates do not shrink it; 1.0 if all points coincide).
+median of the pairwise distances of the pooled sample over pairs of distinct
+points (identical rows are grouped and their pairs excluded exactly, so duplicates
+do not shrink it; 1.0 if all points coincide).
 Each set is first subsampled to ``max_samples`` (without replacement).
 
 p-value: the labels of the pooled sample are permuted ``permutations`` times
@@ -23,11 +24,18 @@ from genlab.metrics.features import FeatureMetric, subsample
 
 
 def median_bandwidth(z: Tensor) -> float:
-    """Median of the non-zero pairwise distances of ``z (N, F)`` (1.0 if there are none)."""
+    """Median of the pairwise distances of ``z (N, F)`` over pairs of distinct points
+    (1.0 if all points coincide).
+
+    Pairs of identical rows are excluded exactly: rows are grouped with
+    ``torch.unique`` and same-group pairs dropped. (``torch.cdist`` alone is not
+    enough: its matrix-product shortcut returns tiny non-zero distances for some
+    duplicate pairs.)"""
+    _, group = torch.unique(z, dim=0, return_inverse=True)
     d = torch.cdist(z, z)
     iu = torch.triu_indices(len(z), len(z), 1)
-    d = d[iu[0], iu[1]]
-    d = d[d > 0]
+    distinct = group[iu[0]] != group[iu[1]]
+    d = d[iu[0][distinct], iu[1][distinct]]
     return float(d.median()) if len(d) else 1.0
 
 

@@ -23,6 +23,14 @@ reference, of real images) drawn with ``torch.Generator(seed)``; ``msssim`` is t
 mean over fake pairs, ``msssim_real`` over real pairs. Lower means more diverse; a
 model whose ``msssim`` is well above ``msssim_real`` lacks diversity (mode collapse).
 Needs image events ``(C, H, W)`` and at least 2 images.
+
+Memory: the pairs are processed in chunks of at most :func:`pairs_per_chunk` pairs,
+sized from the image so that the working memory of one chunk stays under
+``MEMORY_BOUND`` (256 MiB) whatever the number of pairs (one pair of ``C x H x W``
+images needs at most about ``16 C H W`` float64 values; the Gaussian filter is
+applied separably with shifted slices, so no im2col buffer is allocated). A single
+pair larger than the bound is still processed, one pair per chunk. Chunking does
+not change the result: each pair's value is computed independently.
 """
 
 from __future__ import annotations
@@ -55,45 +63,87 @@ def ms_ssim_protocol(side: int, window: int = 0, sigma: float = 0.0, scales: int
     return window, sigma, scales
 
 
-def _gauss(window: int, sigma: float, channels: int) -> Tensor:
+#: working-memory bound (bytes) for one chunk of image pairs, see the module doc
+MEMORY_BOUND = 256 * 2 ** 20
+#: float64 values held per pixel of one pair (x, y, five filtered maps, filter and
+#: expression temporaries; measured peak about 10, rounded up)
+_VALUES_PER_PIXEL = 16
+_MAX_CHUNK = 1024
+
+
+def pairs_per_chunk(image_shape: tuple[int, ...], memory_bound: int = MEMORY_BOUND) -> int:
+    """Pairs of ``image_shape = (C, H, W)`` images processed at once, so that one chunk's
+    working memory stays under ``memory_bound`` bytes (at least 1, at most 1024)."""
+    per_pair = _VALUES_PER_PIXEL * 8 * math.prod(image_shape)
+    return max(1, min(_MAX_CHUNK, memory_bound // per_pair))
+
+
+def _gauss(window: int, sigma: float) -> list[float]:
     t = torch.arange(window, dtype=torch.float64) - (window - 1) / 2
     g = torch.exp(-t ** 2 / (2 * sigma ** 2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :]).expand(channels, 1, window, window).contiguous()
+    return (g / g.sum()).tolist()
+
+
+def _filter(t: Tensor, g: list[float]) -> Tensor:
+    """Valid (no padding) separable Gaussian filter over the last two dims of ``t``.
+
+    Sums of shifted slices: the 2-D window ``g g^T`` without an im2col buffer, so
+    the memory is two maps of (about) the input size."""
+    k = len(g)
+    h, w = t.shape[-2] - k + 1, t.shape[-1] - k + 1
+    rows = t[..., 0:h, :] * g[0]
+    for a in range(1, k):
+        rows.add_(t[..., a:a + h, :], alpha=g[a])
+    out = rows[..., 0:w] * g[0]
+    for a in range(1, k):
+        out.add_(rows[..., a:a + w], alpha=g[a])
+    return out
 
 
 def ms_ssim(x: Tensor, y: Tensor, *, data_range: float, window: int = 0, sigma: float = 0.0,
             scales: int = 0) -> Tensor:
-    """MS-SSIM of image pairs ``x, y (B, C, H, W)`` -> ``(B,)`` in [0, 1] (1 for identical images)."""
+    """MS-SSIM of image pairs ``x, y (B, C, H, W)`` -> ``(B,)`` in [0, 1] (1 for identical images).
+
+    All ``B`` pairs are computed at once (memory about ``16 B C H W`` float64 values);
+    :func:`mean_pair_msssim` chunks large batches."""
     x, y = x.double(), y.double()
     win, sig, s = ms_ssim_protocol(min(x.shape[-2:]), window, sigma, scales)
     w = torch.tensor(WANG_WEIGHTS[:s], dtype=torch.float64)
     w = w / w.sum()
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    kern = _gauss(win, sig, x.shape[1])
-    filt = lambda t: F.conv2d(t, kern, groups=x.shape[1])  # noqa: E731
+    g = _gauss(win, sig)
     out = torch.ones(len(x), dtype=torch.float64)
     for j in range(s):
-        mx, my = filt(x), filt(y)
-        vx, vy = filt(x * x) - mx ** 2, filt(y * y) - my ** 2
-        cov = filt(x * y) - mx * my
-        cs = ((2 * cov + c2) / (vx + vy + c2)).mean((1, 2, 3))
-        term = cs
+        mx, my = _filter(x, g), _filter(y, g)
+        vx = _filter(x * x, g).sub_(mx * mx)
+        vy = _filter(y * y, g).sub_(my * my)
+        cov = _filter(x * y, g).sub_(mx * my)
+        cs_map = (2 * cov + c2).div_(vx.add_(vy).add_(c2))  # vx is overwritten: no longer needed
+        del vy, cov
         if j == s - 1:
-            term = ((2 * mx * my + c1) / (mx ** 2 + my ** 2 + c1) * (2 * cov + c2) / (vx + vy + c2)).mean((1, 2, 3))
+            lum = (2 * mx * my + c1).div_((mx * mx).add_(my * my).add_(c1))
+            term = (lum * cs_map).mean((1, 2, 3))
+        else:
+            term = cs_map.mean((1, 2, 3))
+        del mx, my, vx, cs_map
         out = out * term.clamp_min(0) ** w[j]
         if j < s - 1:
             x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
     return out
 
 
-def _mean_pair_msssim(x: Tensor, pairs: int, gen: torch.Generator, **kw) -> float:
+def mean_pair_msssim(x: Tensor, pairs: int, gen: torch.Generator, *, chunk: int = 0, **kw) -> float:
+    """Mean MS-SSIM over ``pairs`` random pairs ``(i, j), i != j`` of the images ``x (N, C, H, W)``.
+
+    The pairs are drawn first (so the result does not depend on ``chunk``), then
+    processed ``chunk`` at a time (0 = :func:`pairs_per_chunk` of the image shape)."""
     n = len(x)
     if n < 2:
         raise ValueError(f"MS-SSIM diversity needs at least 2 images, got {n}")
     i = torch.randint(n, (pairs,), generator=gen)
     j = (i + torch.randint(1, n, (pairs,), generator=gen)) % n  # uniform over j != i
-    vals = torch.cat([ms_ssim(x[i[a:a + 1024]], x[j[a:a + 1024]], **kw) for a in range(0, pairs, 1024)])
+    chunk = chunk if chunk > 0 else pairs_per_chunk(tuple(x.shape[1:]))
+    vals = torch.cat([ms_ssim(x[i[a:a + chunk]], x[j[a:a + chunk]], **kw) for a in range(0, pairs, chunk)])
     return float(vals.mean())
 
 
@@ -126,7 +176,7 @@ class MSSSIM(SampleMetric):
         rng = self.data_range if self.data_range > 0 else float(ref.max() - ref.min()) or 1.0
         kw = dict(data_range=rng, window=self.window, sigma=self.sigma, scales=self.scales)
         gen = torch.Generator().manual_seed(self.seed)
-        out = {"msssim": _mean_pair_msssim(fake, self.pairs, gen, **kw)}
+        out = {"msssim": mean_pair_msssim(fake, self.pairs, gen, **kw)}
         if real is not None:
-            out["msssim_real"] = _mean_pair_msssim(real, self.pairs, gen, **kw)
+            out["msssim_real"] = mean_pair_msssim(real, self.pairs, gen, **kw)
         return out

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Independent, MultivariateNormal, Normal
 
+from genlab.kwargs import PositiveInt
 from genlab.data.base import DataSpec
 from genlab.models.base import AmortizedPosterior, DensityModel, ReparameterizedModel
 
@@ -25,7 +26,7 @@ class LinearGaussian(AmortizedPosterior, DensityModel, ReparameterizedModel):
     """Probabilistic PCA ``x = W z + b + s * eps``: exact ``log_prob``, ``prior``,
     ``likelihood(z)`` and ``posterior(x)``. ``x``: ``(B, *event_shape)`` (flattened to D)."""
 
-    def __init__(self, *, data_spec: DataSpec, latent_dim: int = 2, noise_std: float = 1.0,
+    def __init__(self, *, data_spec: DataSpec, latent_dim: PositiveInt = 2, noise_std: float = 1.0,
                  learn_noise: bool = True):
         super().__init__()
         if noise_std <= 0:

@@ -7,6 +7,8 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
+from genlab.kwargs import PositiveInt
+
 ACTIVATIONS = {
     "relu": nn.ReLU,
     "leaky_relu": lambda: nn.LeakyReLU(0.2),
@@ -26,8 +28,8 @@ def activation(name: str) -> nn.Module:
 class MLP(nn.Module):
     """``(B, *in_shape)`` -> ``(B, out_features)``: ``depth`` hidden layers of ``hidden`` units."""
 
-    def __init__(self, *, in_shape: Sequence[int], out_features: int, hidden: int = 128,
-                 depth: int = 3, activation: str = "relu"):
+    def __init__(self, *, in_shape: Sequence[int], out_features: int, hidden: PositiveInt = 128,
+                 depth: PositiveInt = 3, activation: str = "relu"):
         super().__init__()
         self.in_shape = tuple(in_shape)
         layers: list[nn.Module] = []

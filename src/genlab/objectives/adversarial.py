@@ -17,14 +17,18 @@ Regularisers shared by every critic objective are constructor options:
   (arXiv 1712.04086; :mod:`genlab.objectives.packing`).
 
 :class:`CriticObjective` holds all of that; :class:`AdversarialObjective` adds the
-scalar-critic protocol. Its subclasses give two losses from critic outputs ``(B,)``::
+scalar-critic protocol. It holds a loss component
+(:class:`~genlab.objectives.gan_losses.AdversarialLoss`) that gives two losses from
+critic outputs ``(B,)``::
 
     critic_loss(d_real, d_fake) -> Tensor
     generator_loss(d_fake, d_real) -> Tensor      # d_real only if uses_real_in_generator
 
-and optionally ``estimate(d_real, d_fake)``, the divergence the critic estimates.
-Objectives whose critic outputs features (Cramer, MMD-GAN) subclass
-:class:`CriticObjective` and implement ``loss`` themselves.
+and optionally ``estimate(d_real, d_fake)``, the divergence the critic estimates. The
+registered objectives are leaves ("abstract or final"): ``gan`` and ``nsgan`` are two
+leaves built with two components, not a class and its subclass. Objectives whose
+critic outputs features (Cramer, MMD-GAN) subclass :class:`CriticObjective` and
+implement ``loss`` themselves.
 """
 
 from __future__ import annotations
@@ -33,13 +37,13 @@ from abc import abstractmethod
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.data.base import Batch, DataSpec
 from genlab.models.base import GenerativeModel, ReparameterizedModel
 from genlab.nets.build import build_encoder
 from genlab.objectives.base import LossOutput, Objective
+from genlab.objectives.gan_losses import AdversarialLoss, MinimaxLoss, NonSaturatingLoss
 from genlab.objectives.packing import pack, packed_shape
 from genlab.objectives.penalties import CriticFn, Penalty
 
@@ -138,11 +142,24 @@ class CriticObjective(Objective):
 
 
 class AdversarialObjective(CriticObjective):
-    """Critic objectives with a scalar critic ``D: (B, *event_shape) -> (B,)``;
-    subclasses give :meth:`critic_loss` and :meth:`generator_loss`."""
+    """Abstract base of the critic objectives with a scalar critic
+    ``D: (B, *event_shape) -> (B,)``. Each leaf's constructor (its config keys) passes an
+    :class:`~genlab.objectives.gan_losses.AdversarialLoss` component, to which
+    :meth:`critic_loss`, :meth:`generator_loss` and :meth:`estimate` delegate; ``clip``
+    clips the critic's weights to ``[-clip, clip]`` after every critic step (WGAN)."""
 
-    #: Whether :meth:`generator_loss` needs the critic's outputs on data.
-    uses_real_in_generator: ClassVar[bool] = False
+    @abstractmethod
+    def __init__(self, *, adversarial: AdversarialLoss, critic: dict[str, Any] | None = None,
+                 penalty: list[dict] | None = None, spectral_norm: bool = False, pack: int = 1,
+                 clip: float | None = None):
+        super().__init__(critic=critic, penalty=penalty, spectral_norm=spectral_norm, pack=pack)
+        self.adversarial = adversarial
+        self.clip = clip
+
+    @property
+    def uses_real_in_generator(self) -> bool:
+        """Whether :meth:`generator_loss` needs the critic's outputs on data."""
+        return self.adversarial.uses_real_in_generator
 
     def loss(self, player: str, model: GenerativeModel, batch: Batch, *, step: int = 0,
              generator: torch.Generator | None = None) -> LossOutput:
@@ -185,18 +202,29 @@ class AdversarialObjective(CriticObjective):
             raise NotImplementedError(f"{type(self).__name__} does not estimate a divergence")
         return float(est)
 
-    # --- what subclasses give -----------------------------------------------------
-    @abstractmethod
+    def after_step(self, player: str) -> None:
+        if player == "critic" and self.clip is not None:
+            clip_weights(self._critic(), self.clip)
+
+    # --- the loss component -------------------------------------------------------
     def critic_loss(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
         """Loss the critic minimises, from its outputs ``(B,)`` on data and samples."""
+        return self.adversarial.critic_loss(d_real, d_fake)
 
-    @abstractmethod
     def generator_loss(self, d_fake: Tensor, d_real: Tensor | None) -> Tensor:
         """Loss the generator minimises, from the critic's outputs on its samples."""
+        return self.adversarial.generator_loss(d_fake, d_real)
 
     def estimate(self, d_real: Tensor, d_fake: Tensor) -> Tensor | None:
-        """The divergence the optimal critic's outputs estimate, or None. Default: None."""
-        return None
+        """The divergence the optimal critic's outputs estimate, or None."""
+        return self.adversarial.estimate(d_real, d_fake)
+
+
+def clip_weights(net: nn.Module, clip: float) -> None:
+    """Clamp every parameter of ``net`` to ``[-clip, clip]`` in place (WGAN weight clipping)."""
+    with torch.no_grad():
+        for p in net.parameters():
+            p.clamp_(-clip, clip)
 
 
 class MinimaxGAN(AdversarialObjective):
@@ -206,21 +234,18 @@ class MinimaxGAN(AdversarialObjective):
 
     With the optimal critic, ``-critic_loss = 2 JS(P, Q) - log 4``."""
 
-    def critic_loss(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
-        return F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
-
-    def generator_loss(self, d_fake: Tensor, d_real: Tensor | None) -> Tensor:
-        return -F.softplus(d_fake).mean()
-
-    def estimate(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
-        """``2 JS - log 4`` (the GAN divergence)."""
-        return -self.critic_loss(d_real, d_fake)
+    def __init__(self, *, critic: dict[str, Any] | None = None, penalty: list[dict] | None = None,
+                 spectral_norm: bool = False, pack: int = 1):
+        super().__init__(adversarial=MinimaxLoss(), critic=critic, penalty=penalty, spectral_norm=spectral_norm,
+                         pack=pack)
 
 
-class NonSaturatingGAN(MinimaxGAN):
-    """The non-saturating GAN (Goodfellow et al. 2014, arXiv 1406.2661): the same
-    classifier, but the generator minimises ``-E log D(G(z))``, which gives strong
+class NonSaturatingGAN(AdversarialObjective):
+    """The non-saturating GAN (Goodfellow et al. 2014, arXiv 1406.2661): the minimax
+    GAN's classifier, but the generator minimises ``-E log D(G(z))``, which gives strong
     gradients when D rejects the samples (Fedus et al. 2018, arXiv 1710.08446)."""
 
-    def generator_loss(self, d_fake: Tensor, d_real: Tensor | None) -> Tensor:
-        return F.softplus(-d_fake).mean()
+    def __init__(self, *, critic: dict[str, Any] | None = None, penalty: list[dict] | None = None,
+                 spectral_norm: bool = False, pack: int = 1):
+        super().__init__(adversarial=NonSaturatingLoss(), critic=critic, penalty=penalty,
+                         spectral_norm=spectral_norm, pack=pack)

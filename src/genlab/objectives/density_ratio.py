@@ -30,23 +30,20 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from genlab.objectives.adversarial import AdversarialObjective
+from genlab.objectives.gan_losses import AdversarialLoss
 
 
-class RatioMatching(AdversarialObjective):
-    """Bregman density-ratio matching (arXiv 1610.03483); ``bregman`` picks the
-    divergence: ``lsif``, ``kliep`` or ``logistic``; ``saturating`` the generator loss."""
+class BregmanLoss(AdversarialLoss):
+    """Bregman density-ratio matching (arXiv 1610.03483) as a loss component: ``bregman``
+    is ``lsif``, ``kliep`` or ``logistic``; ``saturating`` picks the generator loss."""
 
     #: Upper clamp of ``log r`` before exponentiation (numerical safety only).
     max_log_ratio: ClassVar[float] = 30.0
 
-    def __init__(self, *, bregman: Literal["lsif", "kliep", "logistic"] = "logistic", saturating: bool = False,
-                 critic: dict[str, Any] | None = None, penalty: list[dict] | None = None,
-                 spectral_norm: bool = False, pack: int = 1):
-        super().__init__(critic=critic, penalty=penalty, spectral_norm=spectral_norm, pack=pack)
+    def __init__(self, bregman: str = "logistic", saturating: bool = False):
         if bregman not in ("lsif", "kliep", "logistic"):
             raise ValueError(f"unknown Bregman divergence {bregman!r}; choose lsif, kliep or logistic")
-        self.bregman = bregman
-        self.saturating = saturating
+        self.bregman, self.saturating = bregman, saturating
 
     def q_term(self, v: Tensor) -> Tensor:
         """``r f'(r) - f(r)`` per sample from raw outputs ``v``."""
@@ -80,3 +77,22 @@ class RatioMatching(AdversarialObjective):
     def ratio(self, v: Tensor) -> Tensor:
         """The estimated ``p*(x) / q(x)`` from raw critic outputs ``v``."""
         return F.softplus(v) if self.bregman == "lsif" else v.clamp(max=self.max_log_ratio).exp()
+
+    def __repr__(self) -> str:
+        return f"BregmanLoss({self.bregman!r}, saturating={self.saturating})"
+
+
+class RatioMatching(AdversarialObjective):
+    """Bregman density-ratio matching (arXiv 1610.03483); ``bregman`` picks the
+    divergence: ``lsif``, ``kliep`` or ``logistic``; ``saturating`` the generator loss."""
+
+    def __init__(self, *, bregman: Literal["lsif", "kliep", "logistic"] = "logistic", saturating: bool = False,
+                 critic: dict[str, Any] | None = None, penalty: list[dict] | None = None,
+                 spectral_norm: bool = False, pack: int = 1):
+        super().__init__(adversarial=BregmanLoss(bregman, saturating), critic=critic, penalty=penalty,
+                         spectral_norm=spectral_norm, pack=pack)
+        self.bregman, self.saturating = bregman, saturating
+
+    def ratio(self, v: Tensor) -> Tensor:
+        """The estimated ``p*(x) / q(x)`` from raw critic outputs ``v``."""
+        return self.adversarial.ratio(v)

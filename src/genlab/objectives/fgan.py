@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from genlab.objectives.adversarial import AdversarialObjective
+from genlab.objectives.gan_losses import AdversarialLoss
 
 Fn = Callable[[Tensor], Tensor]
 LOG2 = math.log(2.0)
@@ -77,20 +78,15 @@ DIVERGENCES: dict[str, Divergence] = {
 DivergenceName = Literal["kl", "reverse_kl", "pearson", "neyman", "hellinger", "js", "tv", "gan"]
 
 
-class FGAN(AdversarialObjective):
-    """f-GAN (arXiv 1606.00709): the critic maximises
-    ``E_P[g_f(V(x))] - E_Q[f*(g_f(V(x)))] <= D_f(P || Q)``; the generator minimises
-    that bound (``saturating``) or ``-E_Q[g_f(V(G(z)))]`` (default)."""
+class FDivergenceLoss(AdversarialLoss):
+    """The f-GAN game for one divergence (arXiv 1606.00709), as a loss component: the
+    critic maximises ``E_P[g_f(v)] - E_Q[f*(g_f(v))]``; the generator minimises that
+    bound (``saturating``) or ``-E_Q[g_f(v)]``."""
 
-    def __init__(self, *, divergence: DivergenceName = "js", saturating: bool = False,
-                 critic: dict[str, Any] | None = None, penalty: list[dict] | None = None,
-                 spectral_norm: bool = False, pack: int = 1):
-        super().__init__(critic=critic, penalty=penalty, spectral_norm=spectral_norm, pack=pack)
+    def __init__(self, divergence: str = "js", saturating: bool = False):
         if divergence not in DIVERGENCES:
             raise ValueError(f"unknown f-divergence {divergence!r}; choose one of {sorted(DIVERGENCES)}")
-        self.divergence = divergence
-        self.div = DIVERGENCES[divergence]
-        self.saturating = saturating
+        self.divergence, self.div, self.saturating = divergence, DIVERGENCES[divergence], saturating
 
     def bound(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
         """``E_P[g_f(v)] - E_Q[f*(g_f(v))]`` from raw critic outputs ``(B,)``."""
@@ -107,3 +103,23 @@ class FGAN(AdversarialObjective):
     def estimate(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
         """The variational lower bound on ``D_f(P || Q)``."""
         return self.bound(d_real, d_fake)
+
+    def __repr__(self) -> str:
+        return f"FDivergenceLoss({self.divergence!r}, saturating={self.saturating})"
+
+
+class FGAN(AdversarialObjective):
+    """f-GAN (arXiv 1606.00709): the critic maximises
+    ``E_P[g_f(V(x))] - E_Q[f*(g_f(V(x)))] <= D_f(P || Q)``; the generator minimises
+    that bound (``saturating``) or ``-E_Q[g_f(V(G(z)))]`` (default)."""
+
+    def __init__(self, *, divergence: DivergenceName = "js", saturating: bool = False,
+                 critic: dict[str, Any] | None = None, penalty: list[dict] | None = None,
+                 spectral_norm: bool = False, pack: int = 1):
+        loss = FDivergenceLoss(divergence, saturating)
+        super().__init__(adversarial=loss, critic=critic, penalty=penalty, spectral_norm=spectral_norm, pack=pack)
+        self.divergence, self.div, self.saturating = divergence, loss.div, saturating
+
+    def bound(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
+        """``E_P[g_f(v)] - E_Q[f*(g_f(v))]`` from raw critic outputs ``(B,)``."""
+        return self.adversarial.bound(d_real, d_fake)

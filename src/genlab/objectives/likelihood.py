@@ -22,6 +22,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from genlab.kwargs import PositiveInt
 from genlab.data.base import Batch, DataSpec
 from genlab.data.dequantize import VariationalDequantizer, data_log_prob
 from genlab.models.base import DensityModel, DiscreteDensityModel, GenerativeModel
@@ -35,8 +36,8 @@ class MaximumLikelihood(Objective):
     players: ClassVar[tuple[str, ...]] = ("model",)
     conditional: ClassVar[bool | None] = None  # conditional models get batch.y as context
 
-    def __init__(self, *, dequantize: Literal["uniform", "variational"] = "uniform", hidden: int = 128,
-                 depth: int = 2):
+    def __init__(self, *, dequantize: Literal["uniform", "variational"] = "uniform", hidden: PositiveInt = 128,
+                 depth: PositiveInt = 2):
         """``hidden``/``depth``: the variational dequantiser's MLP (unused when uniform)."""
         super().__init__()
         self.dequantize = dequantize

@@ -1,19 +1,18 @@
 """Least-squares GAN (Mao et al. 2017, arXiv 1611.04076).
 
 Critic: ``1/2 E_P (D(x) - b)^2 + 1/2 E_Q (D(G(z)) - a)^2``; generator:
-``1/2 E_Q (D(G(z)) - c)^2``. Defaults ``a = 0, b = 1, c = 1`` (the paper's
-0-1 coding). With ``b - c = 1, b - a = 2`` (e.g. ``a = -1, b = 1, c = 0``) the
-generator minimises the Pearson chi-squared divergence between ``P + Q`` and
-``2Q`` (the paper's Theorem 1).
+``1/2 E_Q (D(G(z)) - c)^2`` (the :class:`~genlab.objectives.gan_losses.LeastSquaresLoss`
+component). Defaults ``a = 0, b = 1, c = 1`` (the paper's 0-1 coding). With
+``b - c = 1, b - a = 2`` (e.g. ``a = -1, b = 1, c = 0``) the generator minimises the
+Pearson chi-squared divergence between ``P + Q`` and ``2Q`` (the paper's Theorem 1).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from torch import Tensor
-
 from genlab.objectives.adversarial import AdversarialObjective
+from genlab.objectives.gan_losses import LeastSquaresLoss
 
 
 class LeastSquaresGAN(AdversarialObjective):
@@ -22,11 +21,5 @@ class LeastSquaresGAN(AdversarialObjective):
 
     def __init__(self, *, a: float = 0.0, b: float = 1.0, c: float = 1.0, critic: dict[str, Any] | None = None,
                  penalty: list[dict] | None = None, spectral_norm: bool = False, pack: int = 1):
-        super().__init__(critic=critic, penalty=penalty, spectral_norm=spectral_norm, pack=pack)
-        self.a, self.b, self.c = a, b, c
-
-    def critic_loss(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
-        return 0.5 * ((d_real - self.b) ** 2).mean() + 0.5 * ((d_fake - self.a) ** 2).mean()
-
-    def generator_loss(self, d_fake: Tensor, d_real: Tensor | None) -> Tensor:
-        return 0.5 * ((d_fake - self.c) ** 2).mean()
+        super().__init__(adversarial=LeastSquaresLoss(a=a, b=b, c=c), critic=critic, penalty=penalty,
+                         spectral_norm=spectral_norm, pack=pack)

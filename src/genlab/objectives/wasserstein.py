@@ -7,16 +7,17 @@ by weight clipping to ``[-clip, clip]`` after each critic step (``wgan``), or by
 a two-sided gradient penalty ``10 E (||grad D(x_hat)|| - 1)^2`` on interpolates
 (``wgan-gp``). The generator minimises ``-E_Q D(G(z))``. With the gradient
 penalty, ``E_P D - E_Q D`` estimates ``W1`` (slightly below it).
+
+Both are leaves built with the :class:`~genlab.objectives.gan_losses.WassersteinLoss`
+component; they differ only in their defaults (clipping vs a penalty).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import torch
-from torch import Tensor
-
 from genlab.objectives.adversarial import AdversarialObjective
+from genlab.objectives.gan_losses import WassersteinLoss
 
 
 class WassersteinGAN(AdversarialObjective):
@@ -25,31 +26,16 @@ class WassersteinGAN(AdversarialObjective):
 
     def __init__(self, *, clip: float | None = 0.01, critic: dict[str, Any] | None = None,
                  penalty: list[dict] | None = None, spectral_norm: bool = False, pack: int = 1):
-        super().__init__(critic=critic, penalty=penalty, spectral_norm=spectral_norm, pack=pack)
-        self.clip = clip
-
-    def critic_loss(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
-        return d_fake.mean() - d_real.mean()
-
-    def generator_loss(self, d_fake: Tensor, d_real: Tensor | None) -> Tensor:
-        return -d_fake.mean()
-
-    def estimate(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
-        """``E_P D - E_Q D``: ``W1`` when the critic is an optimal 1-Lipschitz function."""
-        return d_real.mean() - d_fake.mean()
-
-    def after_step(self, player: str) -> None:
-        if player == "critic" and self.clip is not None:
-            with torch.no_grad():
-                for p in self._critic().parameters():
-                    p.clamp_(-self.clip, self.clip)
+        super().__init__(adversarial=WassersteinLoss(), critic=critic, penalty=penalty,
+                         spectral_norm=spectral_norm, pack=pack, clip=clip)
 
 
-class WGANGP(WassersteinGAN):
+class WGANGP(AdversarialObjective):
     """WGAN-GP (arXiv 1704.00028): the WGAN critic with a two-sided gradient penalty
     (default ``[{name: gp, weight: 10}]``) and no clipping."""
 
     def __init__(self, *, clip: float | None = None, critic: dict[str, Any] | None = None,
                  penalty: list[dict] | None = None, spectral_norm: bool = False, pack: int = 1):
         penalty = [{"name": "gp", "weight": 10.0}] if penalty is None else penalty
-        super().__init__(clip=clip, critic=critic, penalty=penalty, spectral_norm=spectral_norm, pack=pack)
+        super().__init__(adversarial=WassersteinLoss(), critic=critic, penalty=penalty,
+                         spectral_norm=spectral_norm, pack=pack, clip=clip)

@@ -316,6 +316,14 @@ def _decode(node: Any, tensors: dict[str, torch.Tensor]) -> Any:
     raise _Malformed(f"unexpected node {node!r:.80}")
 
 
+def checkpoint_step(path: Path) -> int:
+    """The step a checkpoint folder was written at (from its ``meta.json``)."""
+    step = _read_meta(Path(path)).get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"checkpoint {path} has no valid step in meta.json ({step!r}); {_ADVICE}")
+    return step
+
+
 def load_state(path: Path) -> dict[str, Any]:
     """The ``state`` given to :func:`save`, rebuilt from JSON and safetensors (tensors on CPU)."""
     path = Path(path)

@@ -35,6 +35,11 @@ class RunLogger:
                  if k.endswith("loss") or k.startswith("eval/")}
         self.bar.set_postfix(short, refresh=False)
 
+    def note(self, step: int, record: dict) -> None:
+        """Append a non-scalar record (e.g. the keys changed on resume) to ``metrics.jsonl``."""
+        with self.path.open("a") as f:
+            f.write(json.dumps({"step": step, "time": round(time.time() - self.t0, 3), **record}) + "\n")
+
     def advance(self) -> None:
         self.bar.update(1)
 

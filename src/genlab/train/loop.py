@@ -170,22 +170,81 @@ def make_trainer(cfg: RunConfig, exp: Experiment, callbacks: list[Callback]) -> 
                    ema=ema, grad_clip=cfg.train.grad_clip, accelerator=acc, noise_seed=cfg.seed + 2)
 
 
-def prepare_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> Path | None:
-    """Create the run directory; return the checkpoint to resume from, if any."""
+#: ``train:`` keys that cannot change on resume (the saved state depends on them).
+FROZEN_ON_RESUME = ("optimizer", "ema")
+
+
+def prepare_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[Path | None, dict[str, Any]]:
+    """Create the run directory; return the checkpoint to resume from (if any) and the
+    ``train:`` keys the user changed since the run was saved (``{key: (old, new)}``)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     found = ckpt.latest(run_dir)
     if found is not None and not resume:
         raise RunDirError(f"{run_dir} already holds a run (checkpoint {found.name}); pass --resume to "
                           "continue it or choose another --out")
+    if found is None and resume and (run_dir / "config.yaml").is_file():
+        print(f"note: {run_dir} has no checkpoint yet; --resume starts it from step 0", flush=True)
+    changed: dict[str, Any] = {}
     if found is not None:
-        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+        saved = read_saved_config(run_dir)
         new = cfg.to_dict()
         for sec in ("data", "model", "objective", "seed"):
             if saved.get(sec) != new.get(sec):
                 raise RunDirError(f"cannot resume {run_dir}: its {sec!r} differs from the given config "
                                   f"({saved.get(sec)} vs {new.get(sec)})")
+        old_train = saved.get("train") or {}
+        changed = {k: (old_train.get(k), v) for k, v in new["train"].items() if old_train.get(k) != v}
+        for key in FROZEN_ON_RESUME:
+            if key in changed:
+                raise RunDirError(f"cannot resume {run_dir} with train.{key} changed ({changed[key][0]!r} -> "
+                                  f"{changed[key][1]!r}): the saved optimiser/EMA state depends on it. Start a new "
+                                  "run (another --out) to change it")
+        at = ckpt.checkpoint_step(found)
+        if cfg.train.steps < at:
+            raise RunDirError(f"{run_dir} is already at step {at}; train.steps={cfg.train.steps} would train "
+                              f"backwards. Give train.steps >= {at} (e.g. --set train.steps={2 * at}) to continue")
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    return found
+    return found, changed
+
+
+def read_saved_config(run_dir: Path) -> dict[str, Any]:
+    from genlab.api import read_config
+
+    return read_config(run_dir)
+
+
+def apply_resumed_hyperparameters(tr: Trainer, cfg: RunConfig) -> None:
+    """After restoring optimiser and scheduler state, make the config's learning rates, betas
+    and weight decay (global and per player) and its LR schedule take effect."""
+    f = lr_lambda(cfg)
+    for player, opt in tr.opts.items():
+        o = {"lr": cfg.train.lr, "betas": cfg.train.betas, "weight_decay": cfg.train.weight_decay,
+             **cfg.train.optim.get(player, {})}
+        sched = tr.scheds.get(player)
+        if sched is not None:
+            sched.base_lrs = [float(o["lr"])] * len(opt.param_groups)
+            sched.lr_lambdas = [f] * len(opt.param_groups)
+        for group in opt.param_groups:
+            group["initial_lr"] = float(o["lr"])
+            group["lr"] = float(o["lr"]) * (f(sched.last_epoch) if sched is not None else 1.0)
+            group["weight_decay"] = float(o["weight_decay"])
+            if "betas" in group:
+                group["betas"] = tuple(o["betas"])
+
+
+def truncate_log(run_dir: Path, step: int) -> None:
+    """Drop ``metrics.jsonl`` lines logged after ``step`` (the checkpoint a run resumes from)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if int(json.loads(line).get("step", 0)) <= step:
+                keep.append(line)
+        except (ValueError, AttributeError):
+            continue  # a torn last line from a kill
+    path.write_text("".join(k + "\n" for k in keep))
 
 
 def fit(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False) -> dict[str, Any]:
@@ -212,16 +271,23 @@ def _fit_locked(cfg: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        found = prepare_run_dir(cfg, run_dir, resume)
+        found, changed = prepare_run_dir(cfg, run_dir, resume)
         exp = build(cfg)
         (run_dir / "data_spec.json").write_text(json.dumps(exp.dataset.spec.to_dict()))
         ctx = RunContext(cfg, run_dir, exp)
         tr = make_trainer(cfg, exp, [])
         if found is not None:
             ckpt.load_modules(found, tr.modules())
-            tr.load_state({"step": json.loads((found / "meta.json").read_text())["step"], **ckpt.load_state(found)})
+            tr.load_state({"step": ckpt.checkpoint_step(found), **ckpt.load_state(found)})
+            apply_resumed_hyperparameters(tr, cfg)
             ctx.saved_step = tr.step
+            truncate_log(run_dir, tr.step)
+            for key, (old, new) in changed.items():
+                print(f"resume: train.{key} changed {old!r} -> {new!r}; in effect from step {tr.step + 1}",
+                      flush=True)
         log = RunLogger(run_dir, total=cfg.train.steps, initial=tr.step, progress=cfg.train.progress)
+        if changed:
+            log.note(tr.step, {"resume_changed": {k: {"old": o, "new": n} for k, (o, n) in changed.items()}})
         tr.callbacks = [LogCallback(ctx, log), PictureCallback(ctx), EvalCallback(ctx, log),
                         CheckpointCallback(ctx)]
         t0 = time.time()

@@ -62,13 +62,35 @@ def _image_png(path: Path, x: np.ndarray, spec: DataSpec, title: str, nrow: int 
 
 def _scatter_png(path: Path, x: np.ndarray, data: np.ndarray | None, title: str,
                  labels: np.ndarray | None = None) -> None:
+    """Scatter of the first two coordinates of ``x`` over ``data``.
+
+    The frame covers the data and the bulk of the samples: per axis, the union of the
+    data's range and the samples' 0.5..99.5 percentiles, plus a 15 % margin. So samples
+    far from the data widen the frame instead of vanishing, while a few outliers do not
+    squash the picture; samples still outside (or non-finite) are counted in a note
+    "N of M samples outside the frame" at the bottom of the picture."""
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    pts = x[:, :2]
+    finite = np.isfinite(pts).all(1)
+    boxes = []
     if data is not None:
         ax.scatter(data[:2500, 0], data[:2500, 1], s=2, c="0.75", label="data")
-        lo, hi = data[:, :2].min(0), data[:, :2].max(0)
+        d = data[:, :2][np.isfinite(data[:, :2]).all(1)]
+        if len(d):
+            boxes.append((d.min(0), d.max(0)))
+    if finite.any():
+        boxes.append((np.percentile(pts[finite], 0.5, axis=0), np.percentile(pts[finite], 99.5, axis=0)))
+    outside = 0
+    if boxes:
+        lo = np.min([b[0] for b in boxes], axis=0)
+        hi = np.max([b[1] for b in boxes], axis=0)
         span = (hi - lo) * 0.15 + 1e-3
-        ax.set_xlim(lo[0] - span[0], hi[0] + span[0])
-        ax.set_ylim(lo[1] - span[1], hi[1] + span[1])
+        lo, hi = lo - span, hi + span
+        ax.set_xlim(lo[0], hi[0])
+        ax.set_ylim(lo[1], hi[1])
+        inside = finite.copy()
+        inside[finite] = ((pts[finite] >= lo) & (pts[finite] <= hi)).all(1)
+        outside = int((~inside).sum())
     if labels is None:
         ax.scatter(x[:2500, 0], x[:2500, 1], s=2, c="tab:red", label="samples")
     else:
@@ -78,6 +100,9 @@ def _scatter_png(path: Path, x: np.ndarray, data: np.ndarray | None, title: str,
     ax.set_aspect("equal")
     ax.legend(loc="upper right", fontsize=7, markerscale=4)
     ax.set_title(title, fontsize=9)
+    if outside:
+        ax.text(0.01, 0.01, f"{outside} of {len(x)} samples outside the frame", transform=ax.transAxes,
+                fontsize=7, color="tab:red", ha="left", va="bottom")
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 

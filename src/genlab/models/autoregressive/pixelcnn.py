@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genlab.kwargs import PositiveInt
 from genlab.data.base import DataSpec
 from genlab.models.autoregressive.base import AbstractAutoregressive
 from genlab.nets.masked import GatedPixelBlock, MaskedConv2d, channel_groups
@@ -62,7 +63,7 @@ class PixelCNN(AbstractAutoregressive):
     ``log_probs(x)``: ``(B, C, levels, H, W)`` conditional log-probabilities of every level.
     """
 
-    def __init__(self, *, data_spec: DataSpec, hidden: int = 64, layers: int = 6, kernel_size: int = 3,
+    def __init__(self, *, data_spec: DataSpec, hidden: PositiveInt = 64, layers: PositiveInt = 6, kernel_size: int = 3,
                  output: Literal["categorical", "logistic_mixture"] = "categorical", mixtures: int = 5,
                  min_log_scale: float = -7.0):
         super().__init__(data_spec)

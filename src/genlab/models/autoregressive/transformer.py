@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from genlab.kwargs import PositiveInt
 from genlab.data.base import DataSpec
 from genlab.models.autoregressive.base import AbstractCachedAutoregressive
 from genlab.nets.masked import TransformerBlock
@@ -40,7 +41,7 @@ class Transformer(AbstractCachedAutoregressive):
     ``logits(k)``: integer levels ``(B, T)`` -> ``(B, T, levels)``, position ``t`` conditioned on ``k_<t``.
     """
 
-    def __init__(self, *, data_spec: DataSpec, dim: int = 64, layers: int = 2, heads: int = 4, mlp_ratio: int = 4,
+    def __init__(self, *, data_spec: DataSpec, dim: int = 64, layers: PositiveInt = 2, heads: PositiveInt = 4, mlp_ratio: int = 4,
                  positions: Literal["learned", "sinusoidal"] = "learned", cached_sampling: bool = True):
         super().__init__(data_spec)
         if positions not in ("learned", "sinusoidal"):

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genlab.kwargs import PositiveInt
 from genlab.data.base import DataSpec
 from genlab.models.autoregressive.base import AbstractCachedAutoregressive
 from genlab.nets.masked import CausalConv1d, WaveNetBlock, pointwise
@@ -33,7 +34,7 @@ class WaveNet(AbstractCachedAutoregressive):
     """
 
     def __init__(self, *, data_spec: DataSpec, residual_channels: int = 32, gate_channels: int = 32,
-                 skip_channels: int = 64, layers: int = 8, dilation_cycle: int = 8, kernel_size: int = 2,
+                 skip_channels: int = 64, layers: PositiveInt = 8, dilation_cycle: int = 8, kernel_size: int = 2,
                  cached_sampling: bool = True):
         super().__init__(data_spec)
         if layers < 1 or dilation_cycle < 1 or kernel_size < 2:

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genlab.kwargs import PositiveInt
 from genlab.data.base import DataSpec
 from genlab.models.base import Flow
 
@@ -134,7 +135,7 @@ class ConvFlow(Flow):
     Works for ``(D,)`` points/tabular rows and ``(C, H, W)`` images alike.
     """
 
-    def __init__(self, *, data_spec: DataSpec, blocks: int = 4, kernel_size: int | None = None):
+    def __init__(self, *, data_spec: DataSpec, blocks: PositiveInt = 4, kernel_size: int | None = None):
         super().__init__()
         self.event_shape = torch.Size(data_spec.event_shape)
         channels, spatial = _layout(tuple(data_spec.event_shape))

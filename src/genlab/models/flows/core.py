@@ -26,6 +26,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from genlab.kwargs import PositiveInt
 from genlab.models.base import Flow
 from genlab.nets.mlp import MLP
 
@@ -210,7 +211,7 @@ class ConvCouplingNet(nn.Module):
     """``(B, C, H, W) -> (B, out_channels, H, W)``: 3x3 conv, 1x1 conv, 3x3 conv, ReLU
     between; the last layer starts at zero so that a coupling starts as the identity."""
 
-    def __init__(self, *, in_channels: int, out_channels: int, hidden: int = 64):
+    def __init__(self, *, in_channels: int, out_channels: int, hidden: PositiveInt = 64):
         super().__init__()
         last = nn.Conv2d(hidden, out_channels, 3, padding=1)
         nn.init.zeros_(last.weight), nn.init.zeros_(last.bias)
@@ -221,7 +222,7 @@ class ConvCouplingNet(nn.Module):
         return self.net(x)
 
 
-def coupling_net(event_shape: Sequence[int], hidden: int, depth: int = 2) -> nn.Module:
+def coupling_net(event_shape: Sequence[int], hidden: int, depth: PositiveInt = 2) -> nn.Module:
     """A conditioner emitting ``2 * C`` channels (images) or ``2 * D`` features (flat)."""
     if len(event_shape) == 3:
         return ConvCouplingNet(in_channels=event_shape[0], out_channels=2 * event_shape[0], hidden=hidden)

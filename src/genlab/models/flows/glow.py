@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from genlab.kwargs import PositiveInt
 from genlab.data.base import DataSpec
 from genlab.models.flows.core import (ActNorm, AffineCoupling, Compose, FactorOut, Inverse,
                                       LUInvertibleLinear, Squeeze, Transform, TransformFlow, channel_mask,
@@ -25,8 +26,8 @@ from genlab.models.flows.core import (ActNorm, AffineCoupling, Compose, FactorOu
 class Glow(TransformFlow):
     """Glow: ActNorm, LU 1x1 convolution (an LU linear map on flat data) and affine coupling."""
 
-    def __init__(self, *, data_spec: DataSpec, steps: int = 8, levels: int = 2, hidden: int = 64,
-                 depth: int = 2, clamp: float = 3.0):
+    def __init__(self, *, data_spec: DataSpec, steps: PositiveInt = 8, levels: int = 2, hidden: PositiveInt = 64,
+                 depth: PositiveInt = 2, clamp: float = 3.0):
         super().__init__()
         self.event_shape = torch.Size(data_spec.event_shape)
         self._opts = dict(hidden=hidden, depth=depth, clamp=clamp)

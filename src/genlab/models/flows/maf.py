@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from genlab.kwargs import PositiveInt
 from genlab.data.base import DataSpec
 from genlab.models.flows.core import Compose, Inverse, Transform, TransformFlow
 from genlab.nets.made import MADE
@@ -74,7 +75,7 @@ class MADEFlow(TransformFlow):
 class MAF(TransformFlow):
     """Masked autoregressive flow: fast density, sampling in ``D`` passes per layer."""
 
-    def __init__(self, *, data_spec: DataSpec, layers: int = 5, hidden: list[int] = [64, 64],
+    def __init__(self, *, data_spec: DataSpec, layers: PositiveInt = 5, hidden: list[int] = [64, 64],
                  clamp: float = 3.0):
         super().__init__()
         self.event_shape = torch.Size(data_spec.event_shape)
@@ -84,7 +85,7 @@ class MAF(TransformFlow):
 class IAF(TransformFlow):
     """Inverse autoregressive flow: MAF's layers inverted, fast sampling, density in ``D`` passes."""
 
-    def __init__(self, *, data_spec: DataSpec, layers: int = 5, hidden: list[int] = [64, 64],
+    def __init__(self, *, data_spec: DataSpec, layers: PositiveInt = 5, hidden: list[int] = [64, 64],
                  clamp: float = 3.0):
         super().__init__()
         self.event_shape = torch.Size(data_spec.event_shape)

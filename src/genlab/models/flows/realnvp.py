@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 
+from genlab.kwargs import PositiveInt
 from genlab.data.base import DataSpec
 from genlab.models.flows.core import (ActNorm, AffineCoupling, Compose, FactorOut, Inverse, Squeeze,
                                       Transform, TransformFlow, channel_mask, checkerboard_mask,
@@ -36,8 +37,8 @@ def _coupling(mask: torch.Tensor, hidden: int, depth: int, clamp: float, actnorm
 class RealNVP(TransformFlow):
     """Real NVP: affine couplings (checkerboard/channel masks, squeeze, multi-scale for images)."""
 
-    def __init__(self, *, data_spec: DataSpec, couplings: int = 8, hidden: int = 64, depth: int = 2,
-                 scales: int = 2, per_scale: int = 3, clamp: float = 3.0, actnorm: bool = False):
+    def __init__(self, *, data_spec: DataSpec, couplings: int = 8, hidden: PositiveInt = 64, depth: PositiveInt = 2,
+                 scales: PositiveInt = 2, per_scale: int = 3, clamp: float = 3.0, actnorm: bool = False):
         super().__init__()
         self.event_shape = torch.Size(data_spec.event_shape)
         self._opts = dict(hidden=hidden, depth=depth, clamp=clamp, actnorm=actnorm)

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genlab.kwargs import PositiveInt
 from genlab.data.base import DataSpec
 from genlab.models.base import Flow
 
@@ -245,7 +246,7 @@ class ResidualFlow(Flow):
     randomness (the global RNG otherwise).
     """
 
-    def __init__(self, *, data_spec: DataSpec, blocks: int = 4, hidden: int = 64, depth: int = 2,
+    def __init__(self, *, data_spec: DataSpec, blocks: PositiveInt = 4, hidden: PositiveInt = 64, depth: PositiveInt = 2,
                  coeff: float = 0.97, logdet: LogDetMode = "estimate", eval_logdet: LogDetMode = "exact",
                  n_exact_terms: int = 2, geom_p: float = 0.5, n_power_iterations: int = 1,
                  max_iter: int = 500):

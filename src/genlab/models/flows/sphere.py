@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genlab.kwargs import PositiveInt
 from genlab.data.base import DataSpec
 from genlab.models.base import Flow
 from genlab.nets.mlp import MLP
@@ -141,7 +142,7 @@ class SphereFlow(Flow):
     Riemannian (surface-measure) volume changes. ``log_prob`` is w.r.t. surface measure.
     """
 
-    def __init__(self, *, data_spec: DataSpec, layers: int = 6, hidden: int = 64, n_tanh: int = 4,
+    def __init__(self, *, data_spec: DataSpec, layers: PositiveInt = 6, hidden: PositiveInt = 64, n_tanh: int = 4,
                  base: Literal["uniform", "normal"] = "uniform"):
         super().__init__()
         if data_spec.kind != "sphere" or len(data_spec.event_shape) != 1 or data_spec.event_shape[0] < 2:
