@@ -8,6 +8,12 @@ and ``eval.json``::
                  "critic": {"value": 0.4, "ci": [0.3, 0.5]}},
      "ci": {"fid": [11.9, 12.8]}, "n": 2500, "seed": 0, "protocol": {...}}
 
+A run is labelled by its **directory name** (``runs/ring8-nsgan-2`` -> ``ring8-nsgan-2``),
+not by the recipe name in ``config.yaml`` (two runs of one recipe would share it);
+:func:`load_runs` disambiguates equal directory names with their parent folders
+(``seed0/ring8``, ``seed1/ring8``) and the same directory given twice with ``#2``.
+The recipe name is kept as :attr:`Run.recipe`.
+
 Reading is tolerant: a missing or unreadable file leaves a blank and a note, so
 a report can still show the run. Keys ending in ``_std`` / ``_se`` become
 symmetric error bars of their base key, and ``_lo``/``_hi`` pairs its interval
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,10 +65,14 @@ class Stat:
 
 @dataclass
 class Run:
-    """Everything a report shows about one run directory."""
+    """Everything a report shows about one run directory.
+
+    ``name`` is the label shown in reports: the directory name (made unique over a
+    list of runs by :func:`load_runs`); ``recipe`` is ``config.yaml``'s ``name``."""
 
     path: Path
     name: str
+    recipe: str = ""
     model: str = ""
     objective: str = ""
     dataset: str = ""
@@ -90,7 +101,7 @@ def load_run(path: Path | str) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"run directory {str(path)!r} does not exist or is not a directory")
-    run = Run(path=path, name=path.name)
+    run = Run(path=path, name=_abs(path).name)
     _read_config(run)
     _read_eval(run)
     _read_history(run)
@@ -98,6 +109,45 @@ def load_run(path: Path | str) -> Run:
     if run.sample is None:
         run.notes.append("no samples (samples/step-*.png or samples.png)")
     return run
+
+
+def load_runs(paths: list[Path | str]) -> list[Run]:
+    """:func:`load_run` for each path, labelled uniquely (:func:`label_runs`)."""
+    runs = [load_run(p) for p in paths]
+    label_runs(runs)
+    return runs
+
+
+def _abs(path: Path) -> Path:
+    """Absolute, with ``.``/``..`` folded (symlinks kept: the name the user gave)."""
+    return Path(os.path.abspath(path))
+
+
+def label_runs(runs: list[Run]) -> None:
+    """Set each ``run.name`` to its directory name, prefixed with as many parent
+    folders as needed to tell apart runs whose directory names are equal
+    (``a/ring8``, ``b/ring8``); the same directory listed again gets ``#2``, ``#3``..."""
+    parts = [_abs(r.path).parts for r in runs]
+    depth = [1] * len(runs)
+
+    def label(i: int) -> str:
+        return "/".join(parts[i][-depth[i]:]) if len(parts[i]) > 1 else str(parts[i][0])
+
+    while True:
+        groups: dict[str, list[int]] = {}
+        for i in range(len(runs)):
+            groups.setdefault(label(i), []).append(i)
+        grow = [i for g in groups.values() if len({parts[j] for j in g}) > 1 for i in g
+                if depth[i] < len(parts[i]) - 1]
+        if not grow:
+            break
+        for i in grow:
+            depth[i] += 1
+    seen: dict[str, int] = {}
+    for i, run in enumerate(runs):
+        base = label(i)
+        seen[base] = seen.get(base, 0) + 1
+        run.name = base if seen[base] == 1 else f"{base} #{seen[base]}"
 
 
 def _read_config(run: Run) -> None:
@@ -113,7 +163,7 @@ def _read_config(run: Run) -> None:
     if not isinstance(cfg, dict):
         run.notes.append("config.yaml is not a mapping")
         return
-    run.name = str(cfg.get("name") or run.name)
+    run.recipe = str(cfg.get("name") or "")
     run.seed = cfg.get("seed")
     for attr, key in (("model", "model"), ("objective", "objective"), ("dataset", "data")):
         section = cfg.get(key)

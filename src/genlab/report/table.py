@@ -1,5 +1,11 @@
 """The leaderboard: one row per run, one column per metric, best value marked.
 
+Runs are labelled by directory (see :mod:`genlab.report.runs`), rows are grouped
+by dataset (datasets in first-seen order, runs in the given order within each), and
+the best value is marked only **among runs on the same dataset**: numbers from
+different datasets are not comparable. Runs with no dataset in their config form
+a group of their own.
+
 Which way is better comes, in order, from the run's ``eval.json``
 (``"higher_is_better": {name: bool}``), from the registered metric classes'
 ``higher_is_better`` declarations, then from :data:`~genlab.report.metric_docs.METRIC_DOCS`.
@@ -12,9 +18,9 @@ import math
 from pathlib import Path
 
 from genlab.report import metric_docs
-from genlab.report.runs import Run, load_run
+from genlab.report.runs import Run, load_runs
 
-INFO_COLUMNS = ("run", "model", "objective", "dataset")
+INFO_COLUMNS = ("run", "recipe", "model", "objective", "dataset")
 
 
 def metric_columns(runs: list[Run]) -> list[str]:
@@ -73,6 +79,27 @@ def best_runs(key: str, runs: list[Run], how: metric_docs.Direction) -> set[int]
     return best if len(best) < len(vals) else set()
 
 
+def group_by_dataset(runs: list[Run]) -> list[Run]:
+    """``runs`` reordered so that runs on one dataset are adjacent (stable: datasets in
+    first-seen order, runs in their given order within a dataset)."""
+    first: dict[str, int] = {}
+    for i, run in enumerate(runs):
+        first.setdefault(run.dataset, i)
+    return sorted(runs, key=lambda r: first[r.dataset])
+
+
+def best_per_dataset(key: str, runs: list[Run], how: metric_docs.Direction) -> set[int]:
+    """Indices of the best runs for ``key`` (:func:`best_runs`) within each dataset:
+    only runs on the same dataset are compared."""
+    groups: dict[str, list[int]] = {}
+    for i, run in enumerate(runs):
+        groups.setdefault(run.dataset, []).append(i)
+    best: set[int] = set()
+    for idx in groups.values():
+        best |= {idx[j] for j in best_runs(key, [runs[i] for i in idx], how)}
+    return best
+
+
 def arrow(how: metric_docs.Direction) -> str:
     """Column header hint: up-arrow, down-arrow, ``->0.5`` or empty."""
     if how == "max":
@@ -85,7 +112,7 @@ def arrow(how: metric_docs.Direction) -> str:
 
 
 def info_cells(run: Run) -> list[str]:
-    return [run.name, run.model or "-", run.objective or "-", run.dataset or "-"]
+    return [run.name, run.recipe or "-", run.model or "-", run.objective or "-", run.dataset or "-"]
 
 
 def print_leaderboard(run_dirs: list[Path | str]) -> str:
@@ -93,15 +120,17 @@ def print_leaderboard(run_dirs: list[Path | str]) -> str:
 
     Returns the table as a string (the caller prints it).
     """
-    runs = [load_run(p) for p in run_dirs]
-    return text_table(runs)
+    return text_table(load_runs(run_dirs))
 
 
 def text_table(runs: list[Run]) -> str:
+    """The leaderboard of ``runs`` as text: rows grouped by dataset, ``*`` marking the
+    best value of a column among the runs on the same dataset."""
+    runs = group_by_dataset(runs)
     cols = metric_columns(runs)
     registered = registered_directions()
     hows = {c: direction(c, runs, registered) for c in cols}
-    best = {c: best_runs(c, runs, hows[c]) for c in cols}
+    best = {c: best_per_dataset(c, runs, hows[c]) for c in cols}
     header = list(INFO_COLUMNS) + [f"{c}{arrow(hows[c])}" for c in cols]
     rows = []
     for i, run in enumerate(runs):
@@ -117,6 +146,7 @@ def text_table(runs: list[Run]) -> str:
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     notes = [f"{run.name}: {n}" for run in runs for n in run.notes]
     if any(best.values()):
-        lines.append("* best in column")
+        several = len({r.dataset for r in runs}) > 1
+        lines.append("* best in column" + (" among runs on the same dataset" if several else ""))
     lines += [f"note: {n}" for n in notes]
     return "\n".join(lines)

@@ -80,7 +80,7 @@ def _scatter_png(path: Path, x: np.ndarray, data: np.ndarray | None, title: str,
             boxes.append((d.min(0), d.max(0)))
     if finite.any():
         boxes.append((np.percentile(pts[finite], 0.5, axis=0), np.percentile(pts[finite], 99.5, axis=0)))
-    outside = 0
+    outside = int((~finite).sum())
     if boxes:
         lo = np.min([b[0] for b in boxes], axis=0)
         hi = np.max([b[1] for b in boxes], axis=0)
@@ -102,7 +102,8 @@ def _scatter_png(path: Path, x: np.ndarray, data: np.ndarray | None, title: str,
     ax.set_title(title, fontsize=9)
     if outside:
         ax.text(0.01, 0.01, f"{outside} of {len(x)} samples outside the frame", transform=ax.transAxes,
-                fontsize=7, color="tab:red", ha="left", va="bottom")
+                fontsize=7, color="tab:red", ha="left", va="bottom",
+                bbox=dict(facecolor="white", alpha=0.8, edgecolor="none", pad=1))
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
