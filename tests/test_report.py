@@ -30,7 +30,8 @@ from genlab.report.runs import parse_metrics  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-EVIL = '<b>c&d "x"</b>'  # a run name that must be escaped
+EVIL = '<b>c&d "x"</b>'  # a recipe name that must be escaped
+EVIL_DIR = 'c&<x>'  # a run directory name (the run's label) that must be escaped
 
 
 def _png(path: Path, kind: str, seed: int) -> bytes:
@@ -72,7 +73,7 @@ def _history(scale: float, n: int = 30, eval_every: int = 10) -> list[dict]:
 @pytest.fixture
 def runs(tmp_path):
     """Three runs: (A) full, latest of two step PNGs; (B) samples.png, other metrics;
-    (C) no eval.json, no samples, a name that needs escaping."""
+    (C) no eval.json, no samples, another dataset, names that need escaping."""
     a = _write_run(tmp_path / "a", "nsgan-ring8",
                    {"data": {"name": "ring8"}, "model": {"name": "mlp_generator"},
                     "objective": {"name": "nsgan"}},
@@ -90,7 +91,7 @@ def runs(tmp_path):
                                 "bpd": 3.1},
                     "ci": {"critic": [0.5, 0.7]}, "n": 2500, "seed": 0})
     b_png = _png(b / "samples.png", "image", 3)
-    c = _write_run(tmp_path / "c", EVIL, {"data": {"name": "digits"}}, _history(1.1), None)
+    c = _write_run(tmp_path / EVIL_DIR, EVIL, {"data": {"name": "digits"}}, _history(1.1), None)
     return [a, b, c], {"a": latest, "b": b_png}
 
 
@@ -207,11 +208,11 @@ def test_compare_html_contract(runs, tmp_path):
     html = out.read_text()
     p = _Collect()
     p.feed(html)
-    assert p.header == ["run", "model", "objective", "dataset", "fid\u2193", "kid\u2193",
+    assert p.header == ["run", "recipe", "model", "objective", "dataset", "fid\u2193", "kid\u2193",
                         "modes\u2191", "critic\u2193", "bpd\u2193", "notes"]
     assert len(p.rows) == 3 and all(len(r) == len(p.header) for r in p.rows)
-    names = [r[0][0] for r in p.rows]
-    assert names == ["nsgan-ring8", "gan-ring8", EVIL]
+    assert [r[0][0] for r in p.rows] == ["a", "b", EVIL_DIR]  # labelled by directory
+    assert [r[1][0] for r in p.rows] == ["nsgan-ring8", "gan-ring8", EVIL]  # recipe names
     col = {h: j for j, h in enumerate(p.header)}
     # values with intervals, best per column by direction (fid: min, modes: max, kid: min)
     assert p.rows[0][col["fid\u2193"]][0] == "12.3 [11.9, 12.8]"
@@ -221,10 +222,11 @@ def test_compare_html_contract(runs, tmp_path):
         classes = [r[col[key]][1] for r in p.rows]
         assert "best" in classes[best] and all("best" not in c for j, c in enumerate(classes) if j != best)
     assert "best" not in p.rows[1][col["bpd\u2193"]][1]  # only one run reports bpd
-    assert all(p.rows[2][j][1] == "blank" for j in range(4, 9))  # run C: no eval.json
+    assert all(p.rows[2][j][1] == "blank" for j in range(5, 10))  # run C: no eval.json
     assert "no eval.json" in p.rows[2][col["notes"]][0]
     # escaping: the hostile name and title never appear raw
     assert EVIL not in html and "&lt;b&gt;c&amp;d" in html and "ring8 &lt;GANs&gt;" in html
+    assert EVIL_DIR not in html and "c&amp;&lt;x&gt;" in html
     # images: 2 sample grids + curves + metric bars, all embedded valid PNGs
     assert len(p.imgs) == 4
     decoded = [_decode_png(s) for s in p.imgs]
@@ -247,11 +249,11 @@ def test_print_leaderboard(runs):
     dirs, _ = runs
     text = print_leaderboard(dirs)
     lines = text.splitlines()
-    assert lines[0].split()[:5] == ["run", "model", "objective", "dataset", "fid\u2193"]
+    assert lines[0].split()[:6] == ["run", "recipe", "model", "objective", "dataset", "fid\u2193"]
     body = lines[2:5]
-    assert body[0].startswith("nsgan-ring8") and "12.3 [11.9, 12.8] *" in body[0]
+    assert body[0].split()[:2] == ["a", "nsgan-ring8"] and "12.3 [11.9, 12.8] *" in body[0]
     assert "20.5" in body[1] and "20.5 *" not in body[1]
-    assert body[2].startswith(EVIL)
+    assert body[2].startswith(EVIL_DIR) and EVIL in body[2]
     assert any("no eval.json" in line for line in lines[5:])
 
 

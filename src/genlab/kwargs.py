@@ -155,3 +155,29 @@ def validate_kwargs(target: Any, kwargs: dict[str, Any], *, where: str,
         if msg := range_problem(value, hint):
             raise ConfigError(f"{where}: key {key!r} {msg}")
     return kwargs
+
+
+def describe_keys(target: Any, reserved: tuple[str, ...] = ()) -> list[tuple[str, str, str, str]]:
+    """``(key, type, default, allowed values or range)`` for every config key of ``target``."""
+    try:
+        hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target, include_extras=True)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: show names only
+        hints = {}
+    rows = []
+    for name, p in config_keys(target, reserved).items():
+        hint = hints.get(name, Any)
+        default = "(required)" if p.default is inspect.Parameter.empty else repr(p.default)
+        rows.append((name, _hint_name(hint).replace("NoneType", "None"), default, _allowed(hint)))
+    return rows
+
+
+def _allowed(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(hint)))
+    if origin is Annotated:
+        ranges = [r.describe() for r in typing.get_args(hint)[1:] if isinstance(r, Range)]
+        return " ".join(ranges) or _allowed(typing.get_args(hint)[0])
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(a for a in (_allowed(h) for h in typing.get_args(hint)) if a)
+    return ""

@@ -186,6 +186,36 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_show(args: argparse.Namespace) -> int:
+    """Everything about one registered name: its table, full description and config keys."""
+    from genlab.kwargs import describe_keys
+
+    hits = [(t, entries[args.name]) for t, entries in registry.TABLES.items() if args.name in entries]
+    if not hits:
+        every = sorted(n for entries in registry.TABLES.values() for n in entries)
+        raise ValueError(f"unknown name {args.name!r}; genlab list shows every name ({', '.join(every)})")
+    for table, obj in hits:
+        print(f"{args.name} ({table[:-1]}): {obj.__module__}.{obj.__name__}\n")
+        print(inspect.cleandoc(obj.__doc__ or "(no description)") + "\n")
+        if table == "models":
+            print("capabilities: " + "; ".join(capabilities_of(obj)) + "\n")
+        reserved = {"models": ("data_spec",), "metrics": ("dataset", "data_spec", "proposal_fn")}.get(table, ())
+        rows = describe_keys(obj, reserved)
+        print("config keys:" if rows else "config keys: none")
+        for key, kind, default, allowed in rows:
+            print(f"  {key:<20} {kind:<28} default {default:<14} {allowed}")
+        keys = {r[0] for r in rows}
+        if "penalty" in keys:
+            from genlab.objectives.penalties import _OPTIONS, PENALTIES
+            print("\n  penalty entries: {name, weight, every, **options}; names: " + ", ".join(
+                f"{n} ({', '.join(_OPTIONS.get(n, ())) or 'no options'})" for n in PENALTIES))
+        if "critic" in keys:
+            from genlab.nets.build import ENCODER_NETS
+            print("  critic: {name: auto|" + "|".join(ENCODER_NETS) + ", **net keys} (genlab show shows nets' keys "
+                  "in src/genlab/nets); spectral_norm: normalise every critic layer; pack: samples per critic input")
+    return 0
+
+
 def _rows(table: str) -> list[tuple[str, str]]:
     if table == "recipes":
         return [(p.stem, _recipe_line(p)) for p in sorted(RECIPES.glob("*.yaml"))]

@@ -16,6 +16,7 @@ EPILOG = """examples:
   genlab eval --real real.npy --fake fake.npy --metrics fid,kid,prdc --features identity
   genlab compare runs/a runs/b --out report.html
   genlab list objectives
+  genlab show wgan-gp
   genlab demo --quick
 """
 
@@ -64,6 +65,10 @@ def parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list datasets, models, objectives, samplers, metrics, recipes, benches")
     ls.add_argument("what", nargs="?", choices=sorted(commands.LISTABLE), help="only this table")
+
+    sh = sub.add_parser("show", help="everything about one model, objective, sampler, dataset or metric: "
+                        "its description and every config key with type, default and allowed values")
+    sh.add_argument("name")
 
     d = sub.add_parser("demo", help="the main job: the model-comparison study on the embedded data")
     d.add_argument("--quick", action="store_true", help="a short smoke-test version")

@@ -1,7 +1,8 @@
 """``genlab compare RUN... --out report.html``: one self-contained HTML report.
 
-The page has a leaderboard (one row per run, best value per metric
-highlighted), the runs' newest sample grids side by side, training curves from
+The page has a leaderboard (one row per run, labelled by its directory; rows
+grouped by dataset and the best value per metric highlighted among the runs on
+the same dataset), the runs' newest sample grids side by side, training curves from
 ``metrics.jsonl``, bar charts of the evaluation metrics with their confidence
 intervals, and a glossary of what each metric measures. Every image is an
 embedded ``data:image/png;base64`` URI and the CSS is inline: the file opens
@@ -17,9 +18,9 @@ from html import escape
 from pathlib import Path
 
 from genlab.report import metric_docs, plots
-from genlab.report.runs import PNG_SIGNATURE, Run, load_run
-from genlab.report.table import (INFO_COLUMNS, arrow, best_runs, direction, info_cells,
-                                 metric_columns, registered_directions)
+from genlab.report.runs import PNG_SIGNATURE, Run, load_runs
+from genlab.report.table import (INFO_COLUMNS, arrow, best_per_dataset, direction, group_by_dataset,
+                                 info_cells, metric_columns, registered_directions)
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Liberation Sans", sans-serif;
@@ -34,6 +35,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 td.best { background: #dafbe1; font-weight: 700; }
 td.blank { color: #8c959f; text-align: center; }
 td.notes { color: #9a6700; font-size: 0.85em; max-width: 260px; }
+tr.group-start td { border-top: 3px solid #57606a; }
 tr:nth-child(even) td:not(.best) { background: #fbfcfd; }
 .scroll { overflow-x: auto; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); gap: 16px; }
@@ -64,7 +66,7 @@ def compare(run_dirs: list[Path], out: Path, *, title: str | None = None) -> Pat
     """
     if not run_dirs:
         raise ValueError("compare() needs at least one run directory; got none")
-    runs = [load_run(p) for p in run_dirs]
+    runs = load_runs(run_dirs)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(runs, title=title), encoding="utf-8")
@@ -72,7 +74,8 @@ def compare(run_dirs: list[Path], out: Path, *, title: str | None = None) -> Pat
 
 
 def render(runs: list[Run], *, title: str | None = None) -> str:
-    """The report's HTML text for already loaded ``runs``."""
+    """The report's HTML text for already loaded ``runs`` (shown grouped by dataset)."""
+    runs = group_by_dataset(runs)
     title = title or f"genlab comparison of {len(runs)} run{'s' if len(runs) != 1 else ''}"
     columns = metric_columns(runs)
     registered = registered_directions()
@@ -102,7 +105,8 @@ def data_uri(png: bytes) -> str:
 
 
 def _leaderboard(runs: list[Run], columns: list[str], hows: dict) -> str:
-    best = {c: best_runs(c, runs, hows[c]) for c in columns}
+    best = {c: best_per_dataset(c, runs, hows[c]) for c in columns}
+    several = len({r.dataset for r in runs}) > 1
     head = "".join(f"<th>{escape(h)}</th>" for h in INFO_COLUMNS)
     head += "".join(f'<th title="{escape(_describe(c))}">{escape(c + arrow(hows[c]))}</th>'
                     for c in columns)
@@ -119,11 +123,16 @@ def _leaderboard(runs: list[Run], columns: list[str], hows: dict) -> str:
                 cls = "num best" if i in best[c] else "num"
                 cells.append(f'<td class="{cls}">{escape(stat.text())}</td>')
         cells.append(f'<td class="notes">{"<br>".join(escape(n) for n in run.notes)}</td>')
-        rows.append(f'<tr class="run">{"".join(cells)}</tr>')
+        start = several and i > 0 and run.dataset != runs[i - 1].dataset
+        rows.append(f'<tr class="{"run group-start" if start else "run"}">{"".join(cells)}</tr>')
+    scope = ("among the runs on the same dataset (rows are grouped by dataset; numbers from "
+             "different datasets are not compared)" if several else "")
     legend = ('<p class="sub">&uarr; higher is better, &darr; lower is better, &rarr;x closest to x '
-              'is best; the best value per column is <span style="background:#dafbe1;'
-              'font-weight:700">highlighted</span>. Intervals: [lo, hi] is a confidence '
-              'interval, &plusmn; a standard deviation or error.</p>')
+              'is best; the best value per column '
+              + (escape(scope) + " " if scope else "")
+              + 'is <span style="background:#dafbe1;font-weight:700">highlighted</span>. '
+              'Runs are named by their directory; the recipe column is the name in config.yaml. '
+              'Intervals: [lo, hi] is a confidence interval, &plusmn; a standard deviation or error.</p>')
     return ('<h2 id="leaderboard">Leaderboard</h2><div class="scroll">'
             f'<table id="leaderboard-table"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></div>{legend}')
@@ -133,6 +142,8 @@ def _samples(runs: list[Run]) -> str:
     cards = []
     for run in runs:
         caption = f"<b>{escape(run.name)}</b>"
+        if run.dataset:
+            caption += f" &middot; {escape(run.dataset)}"
         png = run.sample.read_bytes() if run.sample is not None else None
         if png is not None and png.startswith(PNG_SIGNATURE):
             rel = run.sample.relative_to(run.path)

@@ -115,7 +115,9 @@ def metric_bars(runs: list[Run], columns: list[str]) -> bytes | None:
 def _legend(fig: Figure, axes: list, runs: list[Run], numbered: bool = False) -> None:
     handles = [plt.Line2D([], [], color=COLORS[i % len(COLORS)], lw=6 if numbered else 2)
                for i in range(len(runs))]
-    labels = [f"{i + 1}: {r.name}" if numbered else r.name for i, r in enumerate(runs)]
+    several = len({r.dataset for r in runs}) > 1  # say which dataset each run is on
+    names = [f"{r.name} ({r.dataset or '?'})" if several else r.name for r in runs]
+    labels = [f"{i + 1}: {n}" if numbered else n for i, n in enumerate(names)]
     fig.legend(handles, labels, loc="upper center", ncol=min(len(runs), 4), fontsize=9,
                frameon=False, bbox_to_anchor=(0.5, 1.0))
     fig.tight_layout(rect=(0, 0, 1, 0.93 if len(axes) <= 3 else 0.96))
