@@ -192,3 +192,35 @@ def test_malformed_command_lines_and_files(tmp_path, capsys):
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["sample", str(run), "--out", str(tmp_path / "z.npy")]) == 2
     assert "does not match its weights" in capsys.readouterr().err
+
+
+def test_metric_needs_are_checked_before_training(tmp_path, capsys):
+    import numpy as np
+    np.savez(tmp_path / "rgb.npz", x=np.random.default_rng(0).integers(0, 256, (40, 3, 16, 16), dtype=np.uint8))
+    d = {"data": {"name": "array", "path": str(tmp_path / "rgb.npz")}, "model": {"name": "conv_generator"},
+         "objective": {"name": "nsgan"}, "eval": {"metrics": ["fid"]},
+         "train": {"steps": 2, "batch_size": 8, "progress": False}}
+    assert _train(tmp_path, d) == 2
+    err = capsys.readouterr().err
+    assert "metric 'fid': features='auto' has no built-in extractor" in err
+    assert not (tmp_path / "run" / "ckpt").exists()  # nothing was trained
+
+
+def test_complex_arrays_and_nan_weights_are_refused_with_a_reason(tmp_path, capsys):
+    import numpy as np
+    from genlab.data.files import DataFileError, array
+    np.save(tmp_path / "c.npy", np.ones((10, 3), dtype=np.complex64))
+    with pytest.raises(DataFileError, match="complex"):
+        array(path=str(tmp_path / "c.npy"))
+    run = tmp_path / "r"
+    fit(cfg_of(tiny()), run)
+    from safetensors.torch import load_file, save_file
+    path = ckpt.latest(run)
+    w = load_file(str(path / "model.safetensors"))
+    w = {k: v * float("nan") if v.is_floating_point() else v for k, v in w.items()}
+    save_file(w, str(path / "model.safetensors"))
+    meta = json.loads((path / "meta.json").read_text())
+    meta.pop("files")  # as an older genlab wrote it: no hashes to catch the change
+    (path / "meta.json").write_text(json.dumps(meta))
+    assert main(["eval", str(run), "--metrics", "modes"]) == 2
+    assert "NaN or infinite" in capsys.readouterr().err

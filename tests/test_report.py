@@ -312,3 +312,106 @@ def test_report_renders_in_chromium(runs, tmp_path):
     colourful = (px.max(axis=2) - px.min(axis=2) > 60).mean()
     assert 0.02 < nonwhite < 0.8, nonwhite
     assert colourful > 0.002, colourful
+
+
+# --- labels, like-with-like stars, 2-D sample pictures ------------------------------------
+
+def _ring8_eval(fid: float) -> dict:
+    return {"metrics": {"fid": fid}, "n": 100, "seed": 0}
+
+
+def test_runs_are_labelled_by_directory_and_disambiguated(tmp_path):
+    """Two runs of one recipe keep distinct labels (recipe names are not unique)."""
+    cfg = {"data": {"name": "ring8"}, "objective": {"name": "nsgan"}}
+    s0 = _write_run(tmp_path / "seed0" / "ring8", "ring8-nsgan", cfg, _history(0.7), _ring8_eval(3.0))
+    s1 = _write_run(tmp_path / "seed1" / "ring8", "ring8-nsgan", cfg, _history(0.8), _ring8_eval(4.0))
+    other = _write_run(tmp_path / "deep" / "x" / "seed0" / "ring8", "ring8-nsgan", cfg, _history(0.9),
+                       _ring8_eval(5.0))
+    solo = _write_run(tmp_path / "solo", "ring8-nsgan", cfg, _history(0.9), None)
+    from genlab.report import load_runs
+
+    runs = load_runs([s0, s1, other, solo, solo, tmp_path / "solo" / ".." / "seed1" / "ring8"])
+    # the shortest path suffix no other run shares ("seed0/ring8" is also the end of
+    # deep/x/seed0/ring8); the same directory again gets "#2"
+    assert [r.name for r in runs] == [f"{tmp_path.name}/seed0/ring8", "seed1/ring8", "x/seed0/ring8",
+                                      "solo", "solo #2", "seed1/ring8 #2"]
+    assert {r.recipe for r in runs} == {"ring8-nsgan"}
+    assert load_run(s0).name == "ring8"  # a single run: just its directory name
+    html = compare([s0, s1], tmp_path / "r.html").read_text()
+    p = _Collect()
+    p.feed(html)
+    assert [r[0][0] for r in p.rows] == ["seed0/ring8", "seed1/ring8"]
+    text = print_leaderboard([s0, s1]).splitlines()
+    assert text[2].startswith("seed0/ring8 ") and text[3].startswith("seed1/ring8 ")
+
+
+def test_best_is_marked_only_among_runs_on_the_same_dataset(tmp_path):
+    def run(name, data, fid):
+        return _write_run(tmp_path / name, "recipe", {"data": {"name": data}}, _history(1.0),
+                          _ring8_eval(fid))
+
+    # given interleaved; digits numbers are far lower than ring8's but must not win there
+    dirs = [run("r1", "ring8", 10.0), run("d1", "digits", 2.0), run("r2", "ring8", 20.0),
+            run("d2", "digits", 1.0), run("m1", "moons", 7.0)]
+    html = compare(dirs, tmp_path / "r.html").read_text()
+    p = _Collect()
+    p.feed(html)
+    col = p.header.index("fid\u2193")
+    assert [r[0][0] for r in p.rows] == ["r1", "r2", "d1", "d2", "m1"]  # grouped by dataset
+    assert ["best" in r[col][1] for r in p.rows] == [True, False, False, True, False]
+    # a thicker rule where a new dataset starts
+    starts = re.findall(r'<tr class="([^"]*)">', html)
+    assert ["group-start" in c for c in starts] == [False, False, True, False, True]
+    assert "among the runs on the same dataset" in html
+    lines = print_leaderboard(dirs).splitlines()
+    body = lines[2:7]
+    assert [ln.split()[0] for ln in body] == ["r1", "r2", "d1", "d2", "m1"]
+    assert ["*" in ln for ln in body] == [True, False, False, True, False]
+    assert "* best in column among runs on the same dataset" in lines
+    # one dataset: unchanged order and legend
+    one = print_leaderboard([dirs[2], dirs[0]]).splitlines()
+    assert one[2].startswith("r2") and "10 *" in one[3] and "* best in column" in one
+
+
+def _scatter_figure(monkeypatch, tmp_path, x, data, labels=None):
+    """Draw with train.pictures._scatter_png; return (axes limits, texts, RGB pixels)."""
+    from genlab.train import pictures
+
+    figs = []
+    real_close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: figs.append(fig))
+    path = tmp_path / f"scatter-{len(list(tmp_path.iterdir()))}.png"
+    pictures._scatter_png(path, x, data, "t", labels)
+    monkeypatch.setattr(plt, "close", real_close)
+    (ax,) = figs[0].axes
+    texts = [t.get_text() for t in ax.texts]
+    lims = ax.get_xlim(), ax.get_ylim()
+    plt.close(figs[0])
+    with Image.open(path) as im:
+        px = np.asarray(im.convert("RGB"), dtype=int)
+    return lims, texts, px
+
+
+def _red_pixels(px):  # tab:red (214, 39, 40)
+    return int(((abs(px[..., 0] - 214) < 30) & (px[..., 1] < 90) & (px[..., 2] < 90)).sum())
+
+
+def test_scatter_frame_includes_far_samples_and_counts_outliers(monkeypatch, tmp_path):
+    rng = np.random.default_rng(0)
+    ang = rng.integers(0, 8, 2000) * np.pi / 4
+    data = np.stack([2 * np.cos(ang), 2 * np.sin(ang)], 1) + 0.05 * rng.standard_normal((2000, 2))
+    # samples far to the right of the data (WGAN-GP at x in [5, 21]) plus 3 wild outliers
+    far = np.stack([rng.uniform(5, 21, 1000), rng.normal(0, 1, 1000)], 1)
+    far[:3] = [[1e4, 0.0], [0.0, -1e4], [np.nan, 0.0]]
+    (xl, yl), texts, px = _scatter_figure(monkeypatch, tmp_path, far, data)
+    assert xl[0] < -2 and 21 < xl[1] < 40, xl  # data and samples in the frame, outliers not
+    assert -40 < yl[0] < -2 and 2 < yl[1] < 40, yl
+    assert texts == ["3 of 1000 samples outside the frame"]
+    assert _red_pixels(px) > 500  # the samples are visible
+    # samples on the data: the frame is the data's, nothing is reported outside
+    (xl, yl), texts, px = _scatter_figure(monkeypatch, tmp_path, data[:500] + 0.01, data)
+    assert -3 < xl[0] < -2 and 2 < xl[1] < 3 and texts == []
+    assert _red_pixels(px) > 200
+    # no data, labelled: the frame follows the samples, outliers are still counted
+    (xl, yl), texts, _ = _scatter_figure(monkeypatch, tmp_path, far, None, np.arange(1000) % 3)
+    assert 0 < xl[0] < 5 and 21 < xl[1] < 40 and texts == ["3 of 1000 samples outside the frame"]

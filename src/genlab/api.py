@@ -109,6 +109,11 @@ def load_run(run_dir: str | Path, *, ema: bool | None = None, step: int | None =
         raise RunNotFound(f"{path} holds no EMA weights (train.ema was not set)")
     use_ema = has_ema if ema is None else ema
     ckpt.load_modules(path, {"ema" if use_ema else "model": model})
+    bad = [n for n, t in model.state_dict().items() if t.dtype.is_floating_point and not torch.isfinite(t).all()]
+    if bad:
+        raise ValueError(f"{path}: the {'EMA ' if use_ema else ''}weights hold NaN or infinite values "
+                         f"({len(bad)} tensors, e.g. {bad[0]}); this checkpoint cannot give meaningful samples. "
+                         "Use an earlier one (genlab.load(run, step=N)) or retrain with a lower learning rate")
     section = sampler or cfg.get("sampler") or {"name": "ancestral"}
     check_sampler(section, type(model), cfg["model"]["name"])
     meta_step = int(path.name.split("-")[-1])

@@ -68,6 +68,19 @@ def check_metric(name: str, model_cls: type, model_name: str, data_cls: type, da
                     required=False)
 
 
+def check_metrics_for_data(metrics: list[str], args: dict[str, dict[str, Any]], spec: DataSpec) -> None:
+    """Checks that need the data's shape: feature extractors exist for it (FID on 16x16 RGB
+    images with ``features: auto`` fails here, before training, not after)."""
+    from genlab.metrics.features import feature_name
+
+    for m in metrics:
+        if "features" in inspect.signature(_lookup("metrics", m)).parameters:
+            try:
+                feature_name(str((args.get(m) or {}).get("features", "auto")), spec.event_shape)
+            except ValueError as e:
+                raise ConfigError(f"metric '{m}': {e} (set eval.args.{m}.features)") from None
+
+
 def check_sampler(section: dict[str, Any], model_cls: type, model_name: str) -> None:
     """Check a ``sampler:`` section's name, keys and the capabilities it needs."""
     name, kw = split(section)
@@ -168,6 +181,7 @@ def build(cfg: RunConfig) -> Experiment:
     """Validate, then build dataset, model, objective (helper nets included) and sampler."""
     validate(cfg)
     dataset = build_dataset(cfg.data, cfg.seed)
+    check_metrics_for_data(cfg.eval.metrics, cfg.eval.args, dataset.spec)
     model = build_model(cfg.model, dataset.spec, cfg.seed)
     objective = build_objective(cfg.objective, model, dataset.spec, cfg.seed)
     return Experiment(dataset, model, objective, build_sampler(cfg.sampler))

@@ -272,6 +272,9 @@ def _as_events(a: np.ndarray, p: Path, channels_last: bool) -> np.ndarray:
                             f"with N >= 1")
     if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
         raise DataFileError(f"{p}: dtype {a.dtype} is not numeric")
+    if np.issubdtype(a.dtype, np.complexfloating):
+        raise DataFileError(f"{p}: dtype {a.dtype} is complex; genlab models real values. Store the real and "
+                            "imaginary parts as separate columns or channels")
     if np.issubdtype(a.dtype, np.inexact) and not np.isfinite(a).all():
         raise DataFileError(f"{p}: the array holds NaN or infinite values")
     return a

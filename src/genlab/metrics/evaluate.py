@@ -59,6 +59,17 @@ def to_data_space(x: torch.Tensor, spec) -> torch.Tensor:
     return x
 
 
+#: Most values (samples x dimensions) drawn at once for evaluation or a picture (~800 MB float64).
+MAX_VALUES = 100_000_000
+
+
+def check_memory(n: int, dim: int, what: str) -> None:
+    """Refuse ``n`` samples of ``dim`` values when they would not fit in memory comfortably."""
+    if n * dim > MAX_VALUES:
+        raise ValueError(f"{what}={n} samples of {dim} values each is {n * dim:,} values, more than genlab draws "
+                         f"at once ({MAX_VALUES:,}); use at most {max(1, MAX_VALUES // dim)} samples")
+
+
 def make_metric(name: str, dataset: Dataset | None, seed: int, extra: dict[str, Any]) -> Any:
     params = inspect.signature(registry.lookup("metrics", name)).parameters
     kwargs = dict(extra)
@@ -82,7 +93,13 @@ def evaluate_model(model: GenerativeModel, dataset: Dataset, metrics: list[str],
         metric.reset()
         if isinstance(metric, SampleMetric):
             if fake is None:
+                check_memory(n, dataset.spec.dim, "eval.n")
                 fake = draw_samples(model, n, seed=seed, spec=dataset.spec, sampler=sampler)
+                bad = int((~torch.isfinite(fake.flatten(1))).any(1).sum())
+                if bad:
+                    raise ValueError(f"{bad} of {n} model samples are NaN or infinite, so no sample metric "
+                                     "is meaningful; the model's weights or its sampler diverged (check "
+                                     "metrics.jsonl, or evaluate an earlier checkpoint)")
             for i in range(0, n, batch_size):
                 metric.update(real=real[i:i + batch_size] if i < len(real) else None,
                               fake=fake[i:i + batch_size])

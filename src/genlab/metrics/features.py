@@ -208,6 +208,17 @@ class TorchScriptFeatures(FeatureExtractor):
 
 def resolve_features(features: str, event_shape: tuple[int, ...]) -> FeatureExtractor:
     """The extractor named by ``features`` for data of ``event_shape`` (see module docstring)."""
+    features = feature_name(features, event_shape)
+    if features == "identity":
+        return IdentityFeatures()
+    if features == "digits":
+        return DigitsFeatures()
+    return TorchScriptFeatures(features)
+
+
+def feature_name(features: str, event_shape: tuple[int, ...]) -> str:
+    """The extractor ``features`` stands for on data of ``event_shape`` (``auto`` resolved), or a
+    ValueError when there is none; cheap, so configs are checked before training."""
     event_shape = tuple(event_shape)
     if features == "auto":
         if len(event_shape) == 1:
@@ -219,11 +230,9 @@ def resolve_features(features: str, event_shape: tuple[int, ...]) -> FeatureExtr
                              f"{event_shape} (it knows 1-D points/sequences and (1, 8, 8) digits); "
                              "pass features=PATH to a TorchScript module mapping (B, *event_shape) "
                              "to (B, F), or features='identity' for raw flattened values")
-    if features == "identity":
-        return IdentityFeatures()
-    if features == "digits":
-        return DigitsFeatures()
-    return TorchScriptFeatures(features)
+    if features == "digits" and event_shape != DIGITS_SHAPE:
+        raise ValueError(f"features='digits' needs (1, 8, 8) digit images; the data are {event_shape}")
+    return features
 
 
 def check_samples(x: Tensor, which: str) -> Tensor:

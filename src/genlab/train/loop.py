@@ -28,7 +28,7 @@ from torch import nn
 from genlab.build import Experiment, build
 from genlab.config import RunConfig
 from genlab.data.batches import InMemoryBatches
-from genlab.metrics.evaluate import balanced_labels, draw_samples, evaluate_model
+from genlab.metrics.evaluate import MAX_VALUES, draw_samples, evaluate_model
 from genlab.train import checkpoint as ckpt
 from genlab.train.ema import make_ema
 from genlab.train.pictures import save_samples_png
@@ -100,6 +100,8 @@ class RunContext:
             per = 10 if spec.kind == "image" else max(1, 2500 // model.num_classes)
             n, nrow = per * model.num_classes, per
             labels = torch.arange(model.num_classes).repeat_interleave(per)
+        if labels is None:  # wide data (e.g. 2M-column tables): a picture needs only a few rows
+            n = max(8, min(n, MAX_VALUES // (10 * spec.dim)))
         x = draw_samples(model, n, seed=0, spec=spec, sampler=self.exp.sampler, context=labels)
         title = f"{self.cfg.name or self.run_dir.name} — step {tr.step}"
         return save_samples_png(self.run_dir / "samples" / f"step-{tr.step:06d}.png", x, spec,
