@@ -4,6 +4,9 @@ calibration on fixed seeds, degenerate inputs, feature extractors, loading and e
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+import time
 import warnings
 
 import numpy as np
@@ -12,7 +15,8 @@ import scipy.linalg
 import torch
 
 from genlab.metrics import features as feat
-from genlab.metrics.c2st import C2ST
+from genlab.metrics import msssim as msssim_mod
+from genlab.metrics.c2st import C2ST, _grouped_split, c2st
 from genlab.metrics.fid import FID, fid_from_features, frechet_distance
 from genlab.metrics.inception_score import InceptionScore, inception_score_from_probs
 from genlab.metrics.kid import KID, polynomial_mmd2
@@ -273,6 +277,67 @@ def test_msssim_metric_collapse_vs_diverse():
         m.compute()
 
 
+def test_msssim_chunked_equals_unchunked():
+    """Chunking the pairs changes nothing: a tiny forced chunk == one chunk, to 1e-12."""
+    for shape, kw in (((1, 8, 8), {}), ((3, 24, 24), {}), ((2, 12, 10), {"scales": 1})):
+        x = rand(9, *shape, seed=7).abs() * 5
+        vals = [msssim_mod.mean_pair_msssim(x, 37, torch.Generator().manual_seed(3), chunk=c,
+                                            data_range=10.0, **kw) for c in (1, 4, 37, 5000)]
+        assert max(vals) - min(vals) <= 1e-12, vals
+    # the metric sizes chunks from the image: a tiny memory bound forces 1 pair per chunk
+    assert msssim_mod.pairs_per_chunk((3, 192, 192)) * 16 * 8 * 3 * 192 * 192 <= msssim_mod.MEMORY_BOUND
+    assert msssim_mod.pairs_per_chunk((3, 24, 24), memory_bound=1) == 1
+    assert msssim_mod.pairs_per_chunk((1, 8, 8)) == 1024
+    x = rand(12, 1, 8, 8, seed=8).abs() * 8
+    whole = MSSSIM(pairs=50)
+    whole.update(real=x[:6], fake=x[6:])
+    old = msssim_mod.MEMORY_BOUND
+    try:
+        msssim_mod.pairs_per_chunk.__defaults__ = (1,)
+        tiny = MSSSIM(pairs=50)
+        tiny.update(real=x[:6], fake=x[6:])
+        small = tiny.compute()
+    finally:
+        msssim_mod.pairs_per_chunk.__defaults__ = (old,)
+    big = whole.compute()
+    assert all(abs(small[k] - big[k]) <= 1e-12 for k in big), (small, big)
+
+
+def test_msssim_192x192_is_fast():
+    """192x192 images (1 and 3 channels) through the metric: bounded chunks, quick."""
+    for c in (1, 3):
+        x = torch.rand(6, c, 192, 192, generator=torch.Generator().manual_seed(c)) * 255
+        m = MSSSIM(pairs=24)
+        m.update(real=x, fake=x.flip(0) * 0.5)
+        t0 = time.perf_counter()
+        out = m.compute()
+        assert time.perf_counter() - t0 < 20
+        assert 0 <= out["msssim"] <= 1 and 0 <= out["msssim_real"] <= 1
+
+
+_PEAK = """
+import resource, torch
+torch.set_num_threads(1)
+from genlab.metrics.msssim import MEMORY_BOUND, mean_pair_msssim
+x = torch.rand(8, 3, 192, 192, generator=torch.Generator().manual_seed(0)) * 255
+mean_pair_msssim(x[:2], 1, torch.Generator().manual_seed(0), data_range=255.0)  # warm up
+r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+mean_pair_msssim(x, 60, torch.Generator().manual_seed(0), data_range=255.0)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - r0) * 1024, MEMORY_BOUND)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss is in KiB on Linux only")
+def test_msssim_peak_memory_stays_under_the_bound():
+    """60 pairs of 3x192x192 images (several chunks) in a fresh process: the peak
+    resident memory grows by less than MEMORY_BOUND (one chunk of 60 pairs would
+    have needed about 6 GB with the former 2-D convolution)."""
+    res = subprocess.run([sys.executable, "-c", _PEAK], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    grown, bound = map(int, res.stdout.split())
+    assert grown < bound, (grown / 2 ** 20, bound / 2 ** 20)
+
+
 # --- MMD and C2ST two-sample tests ---------------------------------------------------
 
 def test_mmd_statistic_matches_reference():
@@ -287,6 +352,50 @@ def test_mmd_statistic_matches_reference():
     rel_close(stat, float(want))
     z = torch.cat([x, y])
     rel_close(median_bandwidth(z), float(np.median(scipy.spatial.distance.pdist(z.numpy()))))
+
+
+def test_mmd_median_bandwidth_excludes_exact_duplicates():
+    """1,000 rows drawn from 60 distinct points (far from the origin, where cdist's
+    matrix-product path leaves tiny non-zero distances between copies): the median is
+    the median over pairs of distinct points."""
+    base = rand(60, 5, seed=11, scale=3.0) + 10.0
+    z = base[torch.randint(60, (1000,), generator=torch.Generator().manual_seed(12))]
+    d = scipy.spatial.distance.pdist(z.numpy())  # exact zeros for copies
+    d = np.sort(d[d > 0])
+    want = d[(len(d) - 1) // 2]  # torch.median: the lower median
+    rel_close(median_bandwidth(z), float(want), tol=1e-9)
+    assert median_bandwidth(torch.cat([z, z])) == median_bandwidth(z) or \
+        abs(median_bandwidth(torch.cat([z, z])) - want) <= 1e-9 * want  # more copies: same median
+    assert median_bandwidth(torch.full((7, 3), 2.5, dtype=torch.float64)) == 1.0
+
+
+def test_c2st_fake_equal_to_real_is_at_chance():
+    """Shared points never straddle the train/test split, so a classifier cannot
+    memorise a point as "real" and meet it as "fake" (the old split gave 0.23)."""
+    for dim in (2, 20):
+        x = rand(300, dim, seed=dim)
+        acc, p = c2st(x, x.clone())
+        assert acc == 0.5 and p > 0.5, (dim, acc, p)
+    m = C2ST(features="identity")
+    x = rand(300, 8, seed=5)
+    m.update(real=x, fake=x.clone())
+    out = m.compute()
+    assert out["c2st_acc"] == 0.5 and out["c2st_pvalue"] > 0.5
+    acc, p = c2st(torch.ones(10, 2), torch.ones(10, 2))  # a single repeated point
+    assert (acc, p) == (0.5, 1.0)
+
+
+def test_c2st_grouped_split():
+    order = torch.randperm(40, generator=torch.Generator().manual_seed(0))
+    tr, te = _grouped_split(rand(40, 3, seed=1).float(), order)  # no copies: plain halves
+    assert tr.tolist() == order[:20].tolist() and te.tolist() == order[20:].tolist()
+    z = rand(13, 3, seed=2).float()[torch.randint(13, (40,), generator=torch.Generator().manual_seed(3))]
+    tr, te = _grouped_split(z, order)
+    assert sorted(tr.tolist() + te.tolist()) == list(range(40)) and len(tr) and len(te)
+    side = {tuple(z[i].tolist()): "tr" for i in tr.tolist()}
+    assert all(tuple(z[i].tolist()) not in side for i in te.tolist())  # no row on both sides
+    assert abs(len(tr) - 20) <= max(int((z == z[i]).all(1).sum()) for i in range(40))
+    assert _grouped_split(torch.zeros(6, 2), torch.arange(6)) is None
 
 
 @pytest.mark.parametrize("cls", [MMD, C2ST])
