@@ -5,11 +5,11 @@ Protocol: both sets are subsampled to the same size ``n = min(N, M, max_samples)
 and split in half (``torch.Generator(seed)``). Identical rows (a point present in
 both sets, or repeated) are kept on the same side of the split: the pooled rows are
 grouped with ``torch.unique``, each group takes the place of its first member in the
-shuffled order, and the cut falls at the group boundary nearest to the middle (so the
-halves can differ in size by up to a group; with no repeated rows the split is the
-plain half/half one). Otherwise a point seen as "real" in training and as "fake" at
-test time is misclassified on purpose: ``fake == real`` gave accuracies far below
-1/2. With ``fake == real`` every test point meets its copy with the other label, so
+shuffled order, and the cut falls at the group boundary nearest to the middle (it
+moves by at most half the group it would have split; with no repeated rows the split
+is the plain half/half one). Otherwise a point learnt as "real" and met as "fake" at
+test time is misclassified systematically: ``fake == real`` gave accuracies near
+0.23. With ``fake == real`` every test point meets its copy with the other label, so
 the accuracy is exactly 1/2 (p-value just above 1/2). If all rows are identical there
 is nothing to split or learn: ``(0.5, 1.0)``. Features are standardised with the
 training half's mean and std. A one-hidden-layer MLP (``hidden`` tanh units) is

@@ -71,11 +71,12 @@ _VALUES_PER_PIXEL = 16
 _MAX_CHUNK = 1024
 
 
-def pairs_per_chunk(image_shape: tuple[int, ...], memory_bound: int = MEMORY_BOUND) -> int:
+def pairs_per_chunk(image_shape: tuple[int, ...], memory_bound: int = 0) -> int:
     """Pairs of ``image_shape = (C, H, W)`` images processed at once, so that one chunk's
-    working memory stays under ``memory_bound`` bytes (at least 1, at most 1024)."""
+    working memory stays under ``memory_bound`` bytes (0 = ``MEMORY_BOUND``; at least 1,
+    at most 1024)."""
     per_pair = _VALUES_PER_PIXEL * 8 * math.prod(image_shape)
-    return max(1, min(_MAX_CHUNK, memory_bound // per_pair))
+    return max(1, min(_MAX_CHUNK, (memory_bound or MEMORY_BOUND) // per_pair))
 
 
 def _gauss(window: int, sigma: float) -> list[float]:
