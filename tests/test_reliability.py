@@ -45,8 +45,8 @@ def test_resume_with_a_changed_learning_rate_uses_it(tmp_path, capsys):
     assert "train.lr changed 0.0002 -> 1e-05" in out and "train.lr_schedule changed" in out
     lrs = _lrs(run)
     assert lrs["generator"][0] == pytest.approx(1e-5 * (1 - 9 / 9)) and lrs["critic"][0] == pytest.approx(0.0)
-    rows = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
-    assert any("resume_changed" in r for r in rows)
+    change = json.loads((run / "changes.jsonl").read_text().splitlines()[-1])
+    assert change["step"] == 6 and change["changed"]["lr"] == {"old": 2e-4, "new": 1e-5}
 
 
 def test_resume_refuses_frozen_keys_and_backwards_steps_and_keeps_the_config(tmp_path):

@@ -42,11 +42,6 @@ class RunLogger:
         self.bar.set_postfix(short, refresh=False)
         self.last = {k: v for k, v in values.items() if k.endswith("loss")}
 
-    def note(self, step: int, record: dict) -> None:
-        """Append a non-scalar record (e.g. the keys changed on resume) to ``metrics.jsonl``."""
-        with self.path.open("a") as f:
-            f.write(json.dumps({"step": step, "time": round(time.time() - self.t0, 3), **record}) + "\n")
-
     def advance(self) -> None:
         self.bar.update(1)
         self.step += 1

@@ -289,7 +289,9 @@ def _fit_locked(cfg: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
                       flush=True)
         log = RunLogger(run_dir, total=cfg.train.steps, initial=tr.step, progress=cfg.train.progress)
         if changed:
-            log.note(tr.step, {"resume_changed": {k: {"old": o, "new": n} for k, (o, n) in changed.items()}})
+            with (run_dir / "changes.jsonl").open("a") as f:
+                f.write(json.dumps({"step": tr.step, "time": time.time(),
+                                    "changed": {k: {"old": o, "new": n} for k, (o, n) in changed.items()}}) + "\n")
         tr.callbacks = [LogCallback(ctx, log), PictureCallback(ctx), EvalCallback(ctx, log),
                         CheckpointCallback(ctx)]
         t0 = time.time()
