@@ -27,6 +27,7 @@ BENCHES = {
     "cramer": "cramer_bias",
     "many-paths": "many_paths",
     "realnvp-mle-vs-critic": "realnvp_mle_vs_critic",
+    "tac-gan": "tac_gan",
 }
 #: Feature extractors built into genlab (anything else is a TorchScript path: code).
 BUILTIN_FEATURES = ("auto", "identity", "digits", "flatten")

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 
-from genlab.kwargs import NonNegativeInt, PositiveInt
+from genlab.kwargs import NonNegativeInt, PositiveFloat, PositiveInt
 from genlab.data.base import DataSpec, Dataset, KnownDensity, MixtureDataset, labelled_dataset
 
 
@@ -236,7 +236,8 @@ def class_gaussians(name: str, means: torch.Tensor, stds: torch.Tensor, *, n_tra
                           info={"means": means.tolist(), "stds": stds.tolist()}, **parts)
 
 
-def overlap1d(*, n_train: int = 30000, n_test: int = 10000, seed: int = 0, distance: float = 3.0) -> ClassGaussians:
+def overlap1d(*, n_train: PositiveInt = 30000, n_test: NonNegativeInt = 10000, seed: int = 0,
+              distance: PositiveFloat = 3.0) -> ClassGaussians:
     """Three overlapping labelled 1-D Gaussians, the TAC-GAN paper's simulation (Gong et al.
     2019, arXiv 1907.02690, Section 4.1): class 0 ``N(0, 1)``, class 1 ``N(d, 2^2)``, class 2
     ``N(2d, 3^2)`` with ``d = distance`` (default 3: means 0, 3, 6; standard deviations

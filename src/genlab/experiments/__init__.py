@@ -6,7 +6,8 @@ the numbers (wired into ``genlab bench <name>``):
 * ``cramer_bias``: biased Wasserstein vs unbiased Cramer sample gradients (arXiv 1705.10743);
 * ``many_paths``: non-saturating GAN with disjoint supports; learning-rate sweep with
   and without gradient penalties (arXiv 1710.08446);
-* ``modes_table``: mode coverage of every objective on ring8 and grid25.
+* ``modes_table``: mode coverage of every objective on ring8 and grid25;
+* ``tac_gan``: AC-GAN vs TAC-GAN class-conditionals on overlapping 1-D Gaussians (arXiv 1907.02690).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-EXPERIMENTS = ("cramer_bias", "many_paths", "modes_table")
+EXPERIMENTS = ("cramer_bias", "many_paths", "modes_table", "tac_gan")
 
 
 def progress_bar(total: int, enabled: bool, desc: str):

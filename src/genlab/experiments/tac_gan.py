@@ -141,7 +141,8 @@ def _table(path: Path, res: dict, data: ClassGaussians, steps: int | None) -> st
         rows.append([name, "mean", "", "", "", float(np.mean(r["w1"])), float(np.mean(r["mmd2"]))])
     budget = "recipe steps" if steps is None else f"{steps} steps"
     note = (f"overlap1d (TAC-GAN 4.1): {res['seeds']} seed(s), {budget}, {N_EVAL} samples per class; W1 = "
-            f"int |F_n - F_k|; MMD^2 unbiased on {N_MMD} vs {N_MMD} exact, RBF bandwidths 0.5/1/2. Numbers are means over seeds.")
+            f"int |F_n - F_k|; MMD^2 unbiased on {N_MMD} vs {N_MMD} exact, RBF bandwidths 0.5/1/2. "
+            "Numbers are means over seeds.")
     return write_table(path, "AC-GAN vs TAC-GAN: class-conditional distances to the truth", header, rows, note)
 
 

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from genlab.data.base import DataSpec
+from genlab.kwargs import NonNegativeInt, PositiveInt
 from genlab.models.base import DecoderModel
 from genlab.nets.dcgan import ConvDecoder
 from genlab.nets.mlp import MLP
@@ -21,7 +22,7 @@ from genlab.nets.mlp import MLP
 class MLPGenerator(DecoderModel):
     """An MLP generator for points and tabular rows, ``(B, latent_dim) -> (B, *event_shape)``."""
 
-    def __init__(self, *, data_spec: DataSpec, latent_dim: int = 2, hidden: int = 128, depth: int = 3,
+    def __init__(self, *, data_spec: DataSpec, latent_dim: PositiveInt = 2, hidden: PositiveInt = 128, depth: NonNegativeInt = 3,
                  activation: str = "relu"):
         super().__init__()
         self.event_shape = torch.Size(data_spec.event_shape)
@@ -37,7 +38,7 @@ class ConvGenerator(DecoderModel):
     """A DCGAN generator for ``(C, H, W)`` images with H, W multiples of 4; outputs in
     [-1, 1] (model space of image data)."""
 
-    def __init__(self, *, data_spec: DataSpec, latent_dim: int = 32, width: int = 64, batch_norm: bool = True):
+    def __init__(self, *, data_spec: DataSpec, latent_dim: PositiveInt = 32, width: PositiveInt = 64, batch_norm: bool = True):
         super().__init__()
         if len(data_spec.event_shape) != 3:
             raise ValueError(f"ConvGenerator needs image data (C, H, W); {data_spec.name} has event shape "
@@ -71,8 +72,8 @@ class ConditionalMLPGenerator(DecoderModel):
 
     conditional: ClassVar[bool] = True
 
-    def __init__(self, *, data_spec: DataSpec, latent_dim: int = 2, embed_dim: int = 8, hidden: int = 128,
-                 depth: int = 3, activation: str = "relu"):
+    def __init__(self, *, data_spec: DataSpec, latent_dim: PositiveInt = 2, embed_dim: PositiveInt = 8,
+                 hidden: PositiveInt = 128, depth: PositiveInt = 3, activation: str = "relu"):
         super().__init__()
         self.num_classes = _classes(data_spec, "cond_mlp_generator")
         self.event_shape = torch.Size(data_spec.event_shape)
@@ -92,8 +93,8 @@ class ConditionalConvGenerator(DecoderModel):
 
     conditional: ClassVar[bool] = True
 
-    def __init__(self, *, data_spec: DataSpec, latent_dim: int = 32, embed_dim: int = 16, width: int = 64,
-                 batch_norm: bool = True):
+    def __init__(self, *, data_spec: DataSpec, latent_dim: PositiveInt = 32, embed_dim: PositiveInt = 16,
+                 width: PositiveInt = 64, batch_norm: bool = True):
         super().__init__()
         self.num_classes = _classes(data_spec, "cond_conv_generator")
         if len(data_spec.event_shape) != 3:

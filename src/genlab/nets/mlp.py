@@ -7,7 +7,7 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
-from genlab.kwargs import PositiveInt
+from genlab.kwargs import NonNegativeInt, PositiveInt
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -29,7 +29,7 @@ class MLP(nn.Module):
     """``(B, *in_shape)`` -> ``(B, out_features)``: ``depth`` hidden layers of ``hidden`` units."""
 
     def __init__(self, *, in_shape: Sequence[int], out_features: int, hidden: PositiveInt = 128,
-                 depth: PositiveInt = 3, activation: str = "relu"):
+                 depth: NonNegativeInt = 3, activation: str = "relu"):
         super().__init__()
         self.in_shape = tuple(in_shape)
         layers: list[nn.Module] = []

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+from genlab.kwargs import PositiveFloat, PositiveInt
 from genlab.objectives.conditional import ConditionalCriticObjective, FakeLabels, LossName
 
 LabelFreeConditioning = Literal["none", "projection"]
@@ -39,9 +40,9 @@ class ACGAN(ConditionalCriticObjective):
     """AC-GAN (arXiv 1610.09585): a critic with an auxiliary classifier head; the
     generator is rewarded when the classifier recognises its samples' classes."""
 
-    def __init__(self, *, loss: LossName = "nsgan", classifier_weight: float = 1.0, classify_fake: bool = True,
-                 conditioning: LabelFreeConditioning = "none", critic: dict[str, Any] | None = None,
-                 features: int = 128, penalty: list[dict] | None = None, spectral_norm: bool = False,
+    def __init__(self, *, loss: LossName = "nsgan", classifier_weight: PositiveFloat = 1.0,
+                 classify_fake: bool = True, conditioning: LabelFreeConditioning = "none",
+                 critic: dict[str, Any] | None = None, features: PositiveInt = 128, penalty: list[dict] | None = None, spectral_norm: bool = False,
                  fake_labels: FakeLabels = "data"):
         _check(conditioning, classifier_weight, "acgan")
         super().__init__(loss=loss, critic=critic, penalty=penalty, spectral_norm=spectral_norm,
@@ -55,10 +56,10 @@ class TACGAN(ConditionalCriticObjective):
 
     players: ClassVar[tuple[str, ...]] = ("generator", "critic", "twin")
 
-    def __init__(self, *, loss: LossName = "nsgan", classifier_weight: float = 1.0,
-                 twin_weight: float | None = None, classify_fake: bool = True,
+    def __init__(self, *, loss: LossName = "nsgan", classifier_weight: PositiveFloat = 1.0,
+                 twin_weight: PositiveFloat | None = None, classify_fake: bool = True,
                  conditioning: LabelFreeConditioning = "none", critic: dict[str, Any] | None = None,
-                 twin: dict[str, Any] | None = None, features: int = 128, penalty: list[dict] | None = None,
+                 twin: dict[str, Any] | None = None, features: PositiveInt = 128, penalty: list[dict] | None = None,
                  spectral_norm: bool = False, fake_labels: FakeLabels = "data"):
         """``twin``: the twin classifier's net spec (default: the critic's); ``twin_weight``:
         its weight in the generator's loss (default: ``classifier_weight``)."""

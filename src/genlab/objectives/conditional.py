@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.data.base import Batch, DataSpec
+from genlab.kwargs import PositiveInt
 from genlab.models.base import GenerativeModel
 from genlab.nets.build import build_encoder
 from genlab.nets.conditional import Conditioning, ConditionalCritic
@@ -224,8 +225,8 @@ class ConditionalGAN(ConditionalCriticObjective):
     projection paper)."""
 
     def __init__(self, *, loss: LossName = "hinge", conditioning: Literal["projection", "concat"] = "projection",
-                 critic: dict[str, Any] | None = None, features: int = 128, penalty: list[dict] | None = None,
-                 spectral_norm: bool = False, fake_labels: FakeLabels = "data"):
+                 critic: dict[str, Any] | None = None, features: PositiveInt = 128,
+                 penalty: list[dict] | None = None, spectral_norm: bool = False, fake_labels: FakeLabels = "data"):
         if conditioning not in ("projection", "concat"):
             raise ValueError(f"cgan needs a label-conditioned critic: conditioning projection or concat, "
                              f"got {conditioning!r} (for an unconditioned critic with a classifier use acgan)")
