@@ -10,7 +10,8 @@ from genlab.build import build
 from genlab.capabilities import CapabilityError
 from genlab.build import load_config
 from genlab.config import ConfigError, from_dict
-from genlab.objectives.adversarial import NonSaturatingGAN
+from genlab.objectives.adversarial import AdversarialObjective
+from genlab.objectives.gan_losses import AdversarialLoss, NonSaturatingLoss
 from genlab.train import TrainingDiverged, fit
 from genlab.train import checkpoint as ckpt
 from genlab.train.loop import RunDirError
@@ -197,15 +198,26 @@ def test_crash_during_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
 
 # --- divergence ------------------------------------------------------------------------
 
-class NanAfter(NonSaturatingGAN):
-    """nsgan whose generator loss becomes NaN from the 9th call."""
+class NanAfterLoss(AdversarialLoss):
+    """Wraps the non-saturating loss; its generator loss becomes NaN from the 9th call."""
 
-    calls = 0
+    def __init__(self):
+        self.inner, self.calls = NonSaturatingLoss(), 0
+
+    def critic_loss(self, d_real, d_fake):
+        return self.inner.critic_loss(d_real, d_fake)
 
     def generator_loss(self, d_fake, d_real):
         self.calls += 1
-        loss = super().generator_loss(d_fake, d_real)
+        loss = self.inner.generator_loss(d_fake, d_real)
         return loss * float("nan") if self.calls >= 9 else loss
+
+
+class NanAfter(AdversarialObjective):
+    """nsgan with the NaN-producing loss component (a leaf: a variant is a component)."""
+
+    def __init__(self, *, critic=None):
+        super().__init__(adversarial=NanAfterLoss(), critic=critic)
 
 
 def test_nan_stops_run_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):

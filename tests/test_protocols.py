@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from genlab import registry
-from genlab.build import build_dataset, load_config, validate
+from genlab.build import build_dataset, validate
 from genlab.capabilities import CapabilityError
 from genlab.cli.main import main
 from genlab.config import ConfigError, from_dict
@@ -89,6 +89,14 @@ def test_unconditional_models_refuse_context():
     flow = registry.MODELS["realnvp"](data_spec=spec)
     with pytest.raises(ValueError, match="unconditional"):
         flow.log_prob(torch.zeros(3, 2), context=torch.zeros(3, dtype=torch.long))
+    labels = torch.zeros(3, dtype=torch.long)
+    lg = registry.MODELS["linear_gaussian"](data_spec=spec)
+    gen = registry.MODELS["mlp_generator"](data_spec=spec)
+    for call in (lambda: lg.prior(context=labels), lambda: lg.posterior(torch.zeros(3, 2), context=labels),
+                 lambda: lg.likelihood(torch.zeros(3, 2), context=labels),
+                 lambda: gen.decode(torch.zeros(3, 2), context=labels), lambda: gen.prior(context=labels)):
+        with pytest.raises(ValueError, match="unconditional"):
+            call()
 
 
 # --- samplers ---------------------------------------------------------------------------

@@ -6,7 +6,6 @@ import os
 import pickle
 
 import pytest
-import torch
 import yaml
 
 from genlab.build import validate

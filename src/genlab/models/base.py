@@ -188,6 +188,8 @@ class DecoderModel(ReparameterizedModel):
 
     def prior(self, *, context: Tensor | None = None) -> torch.distributions.Distribution:
         """``N(0, I)`` over ``latent_shape`` (the same for every context)."""
+        if context is not None:
+            self.check_context(context, len(context))
         return standard_normal(self.latent_shape, self.device)
 
     @abstractmethod

@@ -31,6 +31,7 @@ class MLPGenerator(DecoderModel):
                        activation=activation)
 
     def decode(self, z: Tensor, *, context: Tensor | None = None) -> Tensor:
+        self.check_context(context, z.shape[0])
         return self.net(z).reshape(z.shape[0], *self.event_shape)
 
 
@@ -49,6 +50,7 @@ class ConvGenerator(DecoderModel):
                                batch_norm=batch_norm)
 
     def decode(self, z: Tensor, *, context: Tensor | None = None) -> Tensor:
+        self.check_context(context, z.shape[0])
         return torch.tanh(self.net(z))
 
 

@@ -47,15 +47,17 @@ class LinearGaussian(AmortizedPosterior, DensityModel, ReparameterizedModel):
         return self.log_noise_std.exp()
 
     def prior(self, *, context: Tensor | None = None) -> torch.distributions.Distribution:
+        self.check_context(context, 0 if context is None else len(context))
         zeros = torch.zeros(self.latent_shape, dtype=self.weight.dtype, device=self.weight.device)
         return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
 
     def decode(self, z: Tensor, *, context: Tensor | None = None) -> Tensor:
         """Mean of ``p(x | z)``: ``(B, d)`` -> ``(B, *event_shape)``."""
+        self.check_context(context, z.shape[0])
         return (z @ self.weight.T + self.bias).reshape(*z.shape[:-1], *self.event_shape)
 
     def likelihood(self, z: Tensor, *, context: Tensor | None = None) -> torch.distributions.Distribution:
-        mean = self.decode(z)
+        mean = self.decode(z, context=context)
         return Independent(Normal(mean, self.noise_std.expand_as(mean)), len(self.event_shape))
 
     def marginal(self) -> MultivariateNormal:
@@ -70,6 +72,7 @@ class LinearGaussian(AmortizedPosterior, DensityModel, ReparameterizedModel):
 
     def posterior(self, x: Tensor, *, context: Tensor | None = None) -> MultivariateNormal:
         """Exact ``p(z | x)`` with batch shape ``(B,)`` and event shape ``(d,)``."""
+        self.check_context(context, x.shape[0])
         w, s2 = self.weight, self.noise_std**2
         prec = torch.eye(w.shape[1], dtype=w.dtype, device=w.device) + w.T @ w / s2
         cov = torch.linalg.inv(prec)

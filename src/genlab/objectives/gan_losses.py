@@ -60,13 +60,18 @@ class AdversarialLoss(ABC):
         return f"{type(self).__name__}()"
 
 
+def logistic_critic_loss(d_real: Tensor, d_fake: Tensor) -> Tensor:
+    """The logistic critic of the minimax and non-saturating games: ``E_P softplus(-D) + E_Q softplus(D)``."""
+    return F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+
+
 class MinimaxLoss(AdversarialLoss):
     """The original GAN game (arXiv 1406.2661): logistic critic; the generator minimises
     ``E_Q log(1 - D(G(z)))`` (saturates when the critic wins). With the optimal critic,
     ``-critic_loss = 2 JS(P, Q) - log 4``."""
 
     def critic_loss(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
-        return F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+        return logistic_critic_loss(d_real, d_fake)
 
     def generator_loss(self, d_fake: Tensor, d_real: Tensor | None) -> Tensor:
         return -F.softplus(d_fake).mean()
@@ -81,7 +86,7 @@ class NonSaturatingLoss(AdversarialLoss):
     minimises ``-E_Q log D(G(z))``, strong gradients while the critic rejects samples."""
 
     def critic_loss(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
-        return F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+        return logistic_critic_loss(d_real, d_fake)
 
     def generator_loss(self, d_fake: Tensor, d_real: Tensor | None) -> Tensor:
         return F.softplus(-d_fake).mean()
