@@ -30,7 +30,7 @@ BENCHES = {
     "tac-gan": "tac_gan",
 }
 #: Feature extractors built into genlab (anything else is a TorchScript path: code).
-BUILTIN_FEATURES = ("auto", "identity", "digits", "flatten")
+BUILTIN_FEATURES = ("auto", "identity", "digits")
 LISTABLE = ("datasets", "models", "objectives", "samplers", "metrics", "recipes", "benches")
 
 
