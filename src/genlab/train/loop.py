@@ -188,7 +188,9 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[Path |
         print(f"note: {run_dir} has no checkpoint yet; --resume starts it from step 0", flush=True)
     changed: dict[str, Any] = {}
     if found is not None:
-        saved = read_saved_config(run_dir)
+        from genlab.api import read_config  # here: genlab.api imports genlab.train
+
+        saved = read_config(run_dir)
         new = cfg.to_dict()
         for sec in ("data", "model", "objective", "seed"):
             if saved.get(sec) != new.get(sec):
@@ -207,12 +209,6 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[Path |
                               f"backwards. Give train.steps >= {at} (e.g. --set train.steps={2 * at}) to continue")
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     return found, changed
-
-
-def read_saved_config(run_dir: Path) -> dict[str, Any]:
-    from genlab.api import read_config
-
-    return read_config(run_dir)
 
 
 def apply_resumed_hyperparameters(tr: Trainer, cfg: RunConfig) -> None:
@@ -280,7 +276,7 @@ def _fit_locked(cfg: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         tr = make_trainer(cfg, exp, [])
         if found is not None:
             ckpt.load_modules(found, tr.modules())
-            tr.load_state({"step": ckpt.checkpoint_step(found), **ckpt.load_state(found)})
+            tr.load_state(ckpt.load_state(found))
             apply_resumed_hyperparameters(tr, cfg)
             ctx.saved_step = tr.step
             truncate_log(run_dir, tr.step)
