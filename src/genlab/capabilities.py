@@ -20,6 +20,8 @@ CAPABILITY_NAMES: dict[type, str] = {
     mb.Flow: "forward_and_log_det / inverse (a bijection)",
     mb.LatentVariableModel: "prior / likelihood (latent-variable model)",
     mb.AmortizedPosterior: "posterior (amortised inference)",
+    mb.Classifier: "classify (a classifier q(y|x))",
+    mb.ClassLatentModel: "class latent y (class_prior / likelihood_given / posterior_given)",
     mb.DecoderModel: "prior / decode (a generator of codes)",
     mb.EnergyModel: "energy (unnormalised density)",
     mb.ScoreModel: "score (noise-conditional score)",

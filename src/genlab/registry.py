@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from genlab.data import codes as _codes
 from genlab.data import digits as _digits
 from genlab.data import files as _files
 from genlab.data import sequences as _seq
@@ -24,14 +25,22 @@ from genlab.metrics.bpd import BitsPerDim
 from genlab.metrics.ais import AISDecoder, AISLatent
 from genlab.metrics.critic import IndependentCritic
 from genlab.metrics.iwae import IWAEBound
+from genlab.metrics.latent import LatentMarginal
+from genlab.metrics.classification import ClassifyError, LatentProbe
 from genlab.models.autoregressive import PixelCNN, Transformer, WaveNet
 from genlab.models.flows import IAF, MAF, Glow, MADEFlow, RealNVP
+from genlab.models.flows import NSF, NSFAR, ConditionalMAF, ConditionalNSF, ConditionalRealNVP
 from genlab.models.flows.circular_conv import ConvFlow
+from genlab.models.flows.ffjord import FFJORD
 from genlab.models.flows.residual import ResidualFlow
 from genlab.models.flows.sphere import SphereFlow
 from genlab.models.gan import ConditionalConvGenerator, ConditionalMLPGenerator, ConvGenerator, MLPGenerator
 from genlab.models.independent import IndependentPixels
 from genlab.models.linear_gaussian import LinearGaussian
+from genlab.models.vae import VAE, ConditionalVAE
+from genlab.models.helmholtz import DDCHelmholtzMachine, HelmholtzMachine
+from genlab.models.draw import ConvDRAW
+from genlab.models.semi_supervised import M2
 from genlab.objectives.acgan import ACGAN, TACGAN
 from genlab.objectives.adversarial import MinimaxGAN, NonSaturatingGAN
 from genlab.objectives.conditional import ConditionalGAN
@@ -39,7 +48,11 @@ from genlab.objectives.cramer import CramerGAN
 from genlab.objectives.density_ratio import RatioMatching
 from genlab.objectives.fgan import FGAN
 from genlab.objectives.hinge import HingeGAN
+from genlab.objectives.hybrids import ADE, AVB, AlphaGAN
 from genlab.objectives.likelihood import MaximumLikelihood
+from genlab.objectives.semi_supervised import M2Objective
+from genlab.objectives.variational import ELBO, GECO, IWAE
+from genlab.objectives.wake_sleep import DDCWakeSleep, WakeSleep
 from genlab.objectives.lsgan import LeastSquaresGAN
 from genlab.objectives.mmd import GMMN
 from genlab.objectives.mmd_gan import MMDGAN
@@ -51,6 +64,7 @@ DATASETS: dict[str, Callable[..., Any]] = {
     "ring8": _syn.ring8,
     "grid25": _syn.grid25,
     "digits": _digits.digits,
+    "vae_codes": _codes.vae_codes,
     "moons": _syn.moons,
     "spiral": _syn.spiral,
     "checkerboard": _syn.checkerboard,
@@ -70,6 +84,12 @@ DATASETS: dict[str, Callable[..., Any]] = {
 # --- models -----------------------------------------------------------------
 MODELS: dict[str, type] = {
     "linear_gaussian": LinearGaussian,
+    "vae": VAE,
+    "cond_vae": ConditionalVAE,
+    "helmholtz": HelmholtzMachine,
+    "ddc_helmholtz": DDCHelmholtzMachine,
+    "conv_draw": ConvDRAW,
+    "m2": M2,
     "mlp_generator": MLPGenerator,
     "conv_generator": ConvGenerator,
     "cond_mlp_generator": ConditionalMLPGenerator,
@@ -79,8 +99,14 @@ MODELS: dict[str, type] = {
     "made": MADEFlow,
     "maf": MAF,
     "iaf": IAF,
+    "nsf": NSF,
+    "nsf_ar": NSFAR,
+    "cond_realnvp": ConditionalRealNVP,
+    "cond_nsf": ConditionalNSF,
+    "cond_maf": ConditionalMAF,
     "residual_flow": ResidualFlow,
     "conv_flow": ConvFlow,
+    "ffjord": FFJORD,
     "sphere_flow": SphereFlow,
     "independent_pixels": IndependentPixels,
     "pixelcnn": PixelCNN,
@@ -105,6 +131,15 @@ OBJECTIVES: dict[str, type] = {
     "acgan": ACGAN,
     "tacgan": TACGAN,
     "mle": MaximumLikelihood,
+    "elbo": ELBO,
+    "geco": GECO,
+    "iwae": IWAE,
+    "wake_sleep": WakeSleep,
+    "ddc_wake_sleep": DDCWakeSleep,
+    "alpha_gan": AlphaGAN,
+    "avb": AVB,
+    "ade": ADE,
+    "m2": M2Objective,
 }
 
 # --- metrics ----------------------------------------------------------------
@@ -112,6 +147,9 @@ METRICS: dict[str, type] = {
     "ais": AISDecoder,
     "ais_latent": AISLatent,
     "iwae": IWAEBound,
+    "latent": LatentMarginal,
+    "classify_error": ClassifyError,
+    "latent_probe": LatentProbe,
     "critic": IndependentCritic,
     "modes": ModeCoverage,
     "fid": FID,

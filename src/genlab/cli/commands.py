@@ -28,6 +28,10 @@ BENCHES = {
     "many-paths": "many_paths",
     "realnvp-mle-vs-critic": "realnvp_mle_vs_critic",
     "tac-gan": "tac_gan",
+    "flows": "flows_table",
+    "vae-bounds": "vae_bounds",
+    "semi-supervised": "semi_supervised",
+    "hierarchical-prior": "hierarchical_prior",
 }
 #: Feature extractors built into genlab (anything else is a TorchScript path: code).
 BUILTIN_FEATURES = ("auto", "identity", "digits")
@@ -171,10 +175,17 @@ def _eval_run(args: argparse.Namespace, metrics: list[str] | None) -> dict:
 def cmd_compare(args: argparse.Namespace) -> int:
     from genlab.report import compare, print_leaderboard
 
-    out = compare([Path(r) for r in args.runs], Path(args.out), title=args.title)
-    print(print_leaderboard([Path(r) for r in args.runs]))
+    hype = [Path(h) for h in args.hype]
+    out = compare([Path(r) for r in args.runs], Path(args.out), title=args.title, hype=hype)
+    print(print_leaderboard([Path(r) for r in args.runs], hype=hype))
     print(f"report: {out}")
     return 0
+
+
+def cmd_hype(args: argparse.Namespace) -> int:
+    from genlab.human.cli import run
+
+    return run(args)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -248,7 +259,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown bench {args.name!r}; choose one of {', '.join(BENCHES)}")
     module = importlib.import_module(f"genlab.experiments.{BENCHES[args.name]}")
     out = Path(args.out or f"runs/bench-{args.name}")
-    result = module.run(out=out, quick=args.quick, progress=True)
+    extra = {}
+    if getattr(args, "budget", None) is not None:
+        if "budget" not in inspect.signature(module.run).parameters:
+            raise ValueError(f"bench {args.name!r} takes no --budget (it has a fixed number of steps)")
+        extra["budget"] = args.budget
+    result = module.run(out=out, quick=args.quick, progress=True, **extra)
     text = result.get("text") if isinstance(result, dict) else None
     if not text and isinstance(result, dict) and Path(str(result.get("table", ""))).is_file():
         text = Path(result["table"]).read_text()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from genlab.cli import commands
+from genlab.human import cli as hype_cli
 
 EPILOG = """examples:
   genlab train recipes/ring8-nsgan.yaml --out runs/ring8
@@ -15,6 +17,7 @@ EPILOG = """examples:
   genlab eval runs/ring8 --json
   genlab eval --real real.npy --fake fake.npy --metrics fid,kid,prdc --features identity
   genlab compare runs/a runs/b --out report.html
+  genlab hype serve runs/a runs/b --real digits --db hype.sqlite   (then: genlab hype report hype.sqlite)
   genlab list objectives
   genlab show wgan-gp
   genlab demo --quick
@@ -62,6 +65,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("runs", nargs="+")
     c.add_argument("--out", default="report.html")
     c.add_argument("--title")
+    c.add_argument("--hype", action="append", default=[], metavar="HYPE.json",
+                   help="add the human-evaluation scores written by `genlab hype report` (repeatable)")
 
     ls = sub.add_parser("list", help="list datasets, models, objectives, samplers, metrics, recipes, benches")
     ls.add_argument("what", nargs="?", choices=sorted(commands.LISTABLE), help="only this table")
@@ -78,6 +83,10 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("name", help="see `genlab list benches`")
     b.add_argument("--out", help="output folder (default: runs/bench-<name>)")
     b.add_argument("--quick", action="store_true")
+    b.add_argument("--budget", type=float, metavar="SECONDS",
+                   help="training seconds per model and dataset, for benches with a time budget (flows)")
+
+    hype_cli.add_parser(sub)
     return p
 
 
@@ -101,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"genlab {args.command}: {err}", file=sys.stderr)
         return 3
+    except BrokenPipeError:  # output piped into a reader that stopped (`genlab show X | head`): not an error
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return 0
     except KeyboardInterrupt:
         print(f"genlab {args.command}: interrupted; a training run resumes from its last checkpoint with "
               "--resume", file=sys.stderr)

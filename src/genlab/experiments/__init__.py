@@ -7,7 +7,11 @@ the numbers (wired into ``genlab bench <name>``):
 * ``many_paths``: non-saturating GAN with disjoint supports; learning-rate sweep with
   and without gradient penalties (arXiv 1710.08446);
 * ``modes_table``: mode coverage of every objective on ring8 and grid25;
-* ``tac_gan``: AC-GAN vs TAC-GAN class-conditionals on overlapping 1-D Gaussians (arXiv 1907.02690).
+* ``flows_table``: every flow (and zuko's) on digits, ring8 and a tabular set, equal time budgets;
+* ``tac_gan``: AC-GAN vs TAC-GAN class-conditionals on overlapping 1-D Gaussians (arXiv 1907.02690);
+* ``vae_bounds``: ELBO <= IWAE_k <= AIS, and IWAE training helps (arXiv 1509.00519);
+* ``hierarchical_prior``: learned hierarchical prior vs N(0, I) under GECO, graph interpolation (arXiv 1905.04982);
+* ``semi_supervised``: M1, M2 and M1+M2 on digits with 100 labels (arXiv 1406.5298).
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-EXPERIMENTS = ("cramer_bias", "many_paths", "modes_table", "tac_gan")
+EXPERIMENTS = ("cramer_bias", "flows_table", "many_paths", "modes_table", "tac_gan", "vae_bounds", "hierarchical_prior",
+               "semi_supervised")
 
 
 def progress_bar(total: int, enabled: bool, desc: str):
@@ -68,3 +73,22 @@ def simple_fit(model, objective, draw_data, *, steps: int, lr: float | dict[str,
                       [] if callback is None else [EveryStep(callback)], schedulers=scheds, schedule=schedule,
                       noise_generator=g)
     trainer.fit(steps)
+
+
+def train_recipe(recipe: str, run_dir: Path, *, seed: int, steps: int | None, progress: bool):
+    """Train a bundled recipe with ``seed`` (and ``steps``) into a fresh ``run_dir``; returns the model."""
+    import shutil
+
+    from genlab import load
+    from genlab.config import RECIPES, from_dict, load_yaml
+    from genlab.train import fit
+
+    d = load_yaml(RECIPES / f"{recipe}.yaml")
+    d["seed"], d["train"]["progress"] = seed, progress
+    if steps is not None:
+        d["train"]["steps"] = steps
+    d["train"]["sample_every"], d["train"]["ckpt_every"], d["eval"] = 0, 0, {"metrics": []}
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    result = fit(from_dict(d), run_dir)
+    return load(run_dir), result["seconds"]

@@ -31,16 +31,14 @@ data's, and per-class FID (features ``digits``).
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from genlab.config import RECIPES, from_dict, load_yaml
 from genlab.data.synthetic import ClassGaussians, overlap1d
-from genlab.experiments import progress_bar, write_table
+from genlab.experiments import progress_bar, train_recipe, write_table
 from genlab.objectives.mmd import mmd2_unbiased
 
 METHODS = {"AC-GAN": "overlap1d-acgan", "TAC-GAN": "overlap1d-tacgan"}
@@ -76,22 +74,6 @@ def class_samples(model, data: ClassGaussians, n: int = N_EVAL, seed: int = 0) -
 
     return [draw_samples(model, n, seed=seed + k, spec=data.spec, context=torch.full((n,), k))
             for k in range(int(data.spec.classes))]
-
-
-def train_recipe(recipe: str, run_dir: Path, *, seed: int, steps: int | None, progress: bool):
-    """Train a bundled recipe with ``seed`` (and ``steps``) into a fresh ``run_dir``; returns the model."""
-    from genlab import load
-    from genlab.train import fit
-
-    d = load_yaml(RECIPES / f"{recipe}.yaml")
-    d["seed"], d["train"]["progress"] = seed, progress
-    if steps is not None:
-        d["train"]["steps"] = steps
-    d["train"]["sample_every"], d["train"]["ckpt_every"], d["eval"] = 0, 0, {"metrics": []}
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    result = fit(from_dict(d), run_dir)
-    return load(run_dir), result["seconds"]
 
 
 def _mean(rows: list[list[dict[str, float]]], key: str) -> list[float]:

@@ -18,9 +18,11 @@ cost. Values are in **data space**: for continuous
 likelihoods ``log p_data(x) = log p_model(x_model) - D log(spec.scale)`` (the model-
 space density times the Jacobian of ``x_model = (x - shift) / scale``); discrete
 likelihoods (``support.is_discrete``) are probability masses and are left as they
-are. ``compute()`` returns the mean log-likelihood in nats per example, its standard
-error over examples and bits/dim ``-log p_data(x) / (D ln 2)`` (for integer-level
-images this is the density per unit bin, comparable to dequantised bits/dim).
+are. A continuous likelihood on discrete data (digits) is evaluated on uniformly
+dequantised inputs (one draw per example), so the estimate is a stochastic lower bound
+on the probability of the integer image, comparable with dequantised bits/dim
+(:func:`genlab.models.likelihoods.variational_input`). ``compute()`` returns the mean log-likelihood in nats per example, its standard
+error over examples and bits/dim ``-log p_data(x) / (D ln 2)``.
 
 The AIS estimate is a stochastic lower bound on ``log p(x)``; its error shrinks
 with ``steps`` (intermediate distributions) and ``chains``. Only the first
@@ -38,9 +40,9 @@ from torch import Tensor
 
 from genlab.kwargs import PositiveInt
 from genlab.data.base import Batch, Dataset, DataSpec
-from genlab.data.dequantize import to_data_log_density
 from genlab.metrics.base import ModelMetric
 from genlab.models.base import DecoderModel, GenerativeModel, LatentVariableModel
+from genlab.models.likelihoods import variational_input
 from genlab.sampling.ais import ais_log_marginal
 from genlab.sampling.importance import sample_distribution
 
@@ -104,18 +106,20 @@ class _AISMetric(ModelMetric):
         dtype = next((p.dtype for p in model.parameters()), torch.float32)
         x = x.to(device=model.device, dtype=dtype)
         xm = x if self.spec is None else self.spec.to_model(x)
-        x_rep = xm.repeat_interleave(self.chains, 0)
         gen = self._generator(model.device)
         prior = model.prior()
-        z0 = sample_distribution(prior, (len(x_rep),), generator=gen).detach().to(dtype)
         z_pilot = sample_distribution(prior, (len(xm),), generator=gen).detach().to(dtype)
+        discrete = self._is_discrete(model, z_pilot[:1])
+        xm, offset = variational_input(xm, self.spec, discrete=discrete, generator=gen)
+        x_rep = xm.repeat_interleave(self.chains, 0)
+        z0 = sample_distribution(prior, (len(x_rep),), generator=gen).detach().to(dtype)
         log_px, acc = ais_log_marginal(
             z0, prior.log_prob, self._log_lik_fn(model, x_rep), self.chains, n_steps=self.steps,
-            z_pilot=z_pilot, pilot_log_lik_fn=self._log_lik_fn(model, xm), schedule=self.schedule, n_leapfrog=self.leapfrog, step_size=self.step_size,
-            target_accept=self.target_accept, generator=gen, progress=self.progress)
-        log_px = to_data_log_density(log_px, self.spec, discrete=self._is_discrete(model, z0[:1]))
+            z_pilot=z_pilot, pilot_log_lik_fn=self._log_lik_fn(model, xm), schedule=self.schedule,
+            n_leapfrog=self.leapfrog, step_size=self.step_size, target_accept=self.target_accept, generator=gen,
+            progress=self.progress)
         self._dim = math.prod(x.shape[1:])
-        self._log_px.append(log_px.detach().double().cpu())
+        self._log_px.append((log_px.detach() - offset).double().cpu())
         self._accept.append(acc)
 
     def values(self) -> Tensor:

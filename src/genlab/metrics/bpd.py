@@ -58,7 +58,12 @@ class BitsPerDim(ModelMetric):
         """``(B,)`` data-space log-likelihood in nats (a K-sample bound for dequantised flows)."""
         dtype = next(model.parameters(), torch.empty(0)).dtype
         x = self.spec.to_model(batch.x.to(model.device, dtype))
-        context = batch.y.to(model.device) if model.conditional else None
+        context = None
+        if model.conditional:
+            if batch.y is None or (batch.known is not None and not bool(batch.known.all())):
+                raise ValueError(f"bpd of the conditional model {type(model).__name__} needs the label of every "
+                                 "held-out example; this batch has unlabelled examples")
+            context = batch.y.to(model.device)
         return data_log_prob(lambda v: model.log_prob(v, context=context), x, self.spec,
                              discrete=isinstance(model, DiscreteDensityModel), samples=self.samples,
                              generator=self._gen)

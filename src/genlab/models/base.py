@@ -133,15 +133,16 @@ class Flow(DensityModel, ReparameterizedModel):
 
     ``forward_and_log_det(z)`` maps base to data and returns
     ``log|det df/dz|`` per sample; ``inverse_and_log_det(x)`` maps data to base
-    and returns ``log|det df^{-1}/dx|``.
+    and returns ``log|det df^{-1}/dx|``. A conditional flow's bijection ``f_y`` depends
+    on the ``context`` labels ``(B,)``; unconditional flows refuse one.
     """
 
     @abstractmethod
-    def forward_and_log_det(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def forward_and_log_det(self, z: Tensor, *, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``z``: ``(B, *event_shape)`` -> ``(x, log_det (B,))``."""
 
     @abstractmethod
-    def inverse_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse_and_log_det(self, x: Tensor, *, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``x``: ``(B, *event_shape)`` -> ``(z, log_det (B,))``."""
 
 
@@ -175,6 +176,44 @@ class AmortizedPosterior(LatentVariableModel):
     def posterior(self, x: Tensor, *, context: Tensor | None = None) -> torch.distributions.Distribution:
         """``q(z | x)`` for ``x`` ``(B, *event_shape)`` in model space: batch shape ``(B,)``,
         event shape ``latent_shape``."""
+
+    def reconstruct(self, x: Tensor, *, context: Tensor | None = None) -> Tensor:
+        """``E[x | z = E_q z]``: the decoder mean at the posterior mean, ``(B, *event_shape)``
+        in model space (pictures of reconstructions)."""
+        return self.likelihood(self.posterior(x, context=context).mean, context=context).mean
+
+
+class Classifier(GenerativeModel):
+    """A model that also classifies its inputs: ``classify(x)`` gives the logits of its
+    ``q(y | x)`` over ``num_classes`` classes (e.g. M2, Kingma et al. 2014, arXiv 1406.5298).
+    Used by the ``classify_error`` metric."""
+
+    @abstractmethod
+    def classify(self, x: Tensor, *, context: Tensor | None = None) -> Tensor:
+        """``x``: ``(B, *event_shape)`` in model space -> ``(B, num_classes)`` logits."""
+
+
+class ClassLatentModel(LatentVariableModel):
+    """A latent-variable model with a discrete class ``y`` beside the code ``z``:
+    ``p(x) = sum_y p(y) ∫ p(z) p(x | y, z) dz`` (M2, Kingma et al. 2014, arXiv 1406.5298).
+    ``prior()`` and ``likelihood(z)`` are over ``z`` with ``y`` summed out; the parts that
+    semi-supervised objectives need are ``class_prior()`` ``p(y)``, ``likelihood_given(z, y)``
+    ``p(x | y, z)`` and ``posterior_given(x, y)`` ``q(z | x, y)``; labels ``y`` ``(B,)`` long."""
+
+    num_classes: int
+
+    @abstractmethod
+    def class_prior(self) -> torch.distributions.Categorical:
+        """``p(y)`` over ``num_classes`` classes (batch shape ``()``)."""
+
+    @abstractmethod
+    def likelihood_given(self, z: Tensor, y: Tensor) -> torch.distributions.Distribution:
+        """``p(x | y, z)`` for codes ``(B, *latent_shape)`` and labels ``(B,)``: batch shape ``(B,)``."""
+
+    @abstractmethod
+    def posterior_given(self, x: Tensor, y: Tensor) -> torch.distributions.Distribution:
+        """``q(z | x, y)`` for ``x`` ``(B, *event_shape)`` (model space) and labels ``(B,)``:
+        batch shape ``(B,)``, event shape ``latent_shape``, reparameterised."""
 
 
 class DecoderModel(ReparameterizedModel):

@@ -17,6 +17,7 @@ import json
 from html import escape
 from pathlib import Path
 
+from genlab.report import hype as hype_results
 from genlab.report import metric_docs, plots
 from genlab.report.runs import PNG_SIGNATURE, Run, load_runs
 from genlab.report.table import (INFO_COLUMNS, arrow, best_per_dataset, direction, group_by_dataset,
@@ -56,25 +57,29 @@ pre { background: #f6f8fa; padding: 8px; border-radius: 4px; overflow-x: auto; }
 """
 
 
-def compare(run_dirs: list[Path], out: Path, *, title: str | None = None) -> Path:
+def compare(run_dirs: list[Path], out: Path, *, title: str | None = None,
+            hype: list[Path] | None = None) -> Path:
     """Write an HTML report comparing ``run_dirs`` to ``out``; returns ``out``.
 
     Each run directory needs no particular file: runs lacking ``eval.json``,
-    samples or ``metrics.jsonl`` appear with blanks and a note. Raises
-    ``ValueError`` for an empty list and ``FileNotFoundError`` for a path that is
-    not a directory.
+    samples or ``metrics.jsonl`` appear with blanks and a note. ``hype``: files written
+    by ``genlab hype report`` whose scores join the leaderboard (see
+    :mod:`genlab.report.hype`). Raises ``ValueError`` for an empty list and
+    ``FileNotFoundError`` for a path that is not a directory.
     """
     if not run_dirs:
         raise ValueError("compare() needs at least one run directory; got none")
     runs = load_runs(run_dirs)
+    files = hype_results.attach(runs, list(hype or []))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(runs, title=title), encoding="utf-8")
+    out.write_text(render(runs, title=title, hype=files), encoding="utf-8")
     return out
 
 
-def render(runs: list[Run], *, title: str | None = None) -> str:
-    """The report's HTML text for already loaded ``runs`` (shown grouped by dataset)."""
+def render(runs: list[Run], *, title: str | None = None, hype: list | None = None) -> str:
+    """The report's HTML text for already loaded ``runs`` (shown grouped by dataset);
+    ``hype``: :class:`genlab.report.hype.HypeFile` s already attached to the runs."""
     runs = group_by_dataset(runs)
     title = title or f"genlab comparison of {len(runs)} run{'s' if len(runs) != 1 else ''}"
     columns = metric_columns(runs)
@@ -89,6 +94,7 @@ def render(runs: list[Run], *, title: str | None = None) -> str:
         f'<p class="sub">{len(runs)} run(s): '
         + ", ".join(f"<code>{escape(str(r.path))}</code>" for r in runs) + "</p>",
         _leaderboard(runs, columns, hows),
+        hype_results.section(hype or []),
         _samples(runs),
         _curves(runs),
         _metric_plots(runs, columns),

@@ -81,6 +81,22 @@ METRIC_DOCS: dict[str, tuple[Direction, str]] = {
     "iwae_k": (None, "Number of importance samples per example in the IWAE bound."),
     "nll": ("min", "Negative test log-likelihood per example, in nats."),
     "elbo": ("max", "Evidence lower bound on the test log-likelihood, in nats (arXiv 1312.6114)."),
+    "latent_mmd2": ("min", "MMD^2 between the aggregate posterior (one code per test example) and the "
+                           "prior; 0 when they match (arXiv 1802.06847)."),
+    "latent_mmd_pvalue": ("max", "Permutation p-value of the latent MMD test; small (< 0.05) means the "
+                                 "aggregate posterior visibly misses the prior."),
+    "latent_c2st_acc": (0.5, "C2ST accuracy separating posterior codes from prior codes; 0.5 means they "
+                             "match (arXiv 1802.06847)."),
+    "latent_c2st_pvalue": ("max", "One-sided binomial p-value of the latent C2ST accuracy."),
+    # human evaluation: genlab hype report -> genlab compare --hype (docs/human.md)
+    "hype_inf": ("max", "HYPE-infinity from human raters: percent of real and generated images misjudged "
+                        "with unlimited viewing time; 50 = indistinguishable (arXiv 1904.01121)."),
+    "hype_time": ("max", "HYPE-time from human raters: mean modal exposure (ms) of an adaptive staircase "
+                         "holding raters at 75% correct; longer = more realistic (arXiv 1904.01121)."),
+    "hype_inf_simulated": ("max", "HYPE-infinity from SIMULATED raters (a script, not people): tests the "
+                                  "pipeline, says nothing about human perception."),
+    "hype_time_simulated": ("max", "HYPE-time from SIMULATED raters (a script, not people): tests the "
+                                   "pipeline, says nothing about human perception."),
 }
 
 #: ``k_lo``/``k_hi``/``k_se`` whose ``k`` is not itself a key bound another metric.

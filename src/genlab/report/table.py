@@ -115,12 +115,17 @@ def info_cells(run: Run) -> list[str]:
     return [run.name, run.recipe or "-", run.model or "-", run.objective or "-", run.dataset or "-"]
 
 
-def print_leaderboard(run_dirs: list[Path | str]) -> str:
-    """A plain-text leaderboard of ``run_dirs`` for the terminal (best marked ``*``).
+def print_leaderboard(run_dirs: list[Path | str], hype: list[Path | str] | None = None) -> str:
+    """A plain-text leaderboard of ``run_dirs`` for the terminal (best marked ``*``), with
+    the HYPE scores of the ``hype`` files (``genlab hype report``) as extra columns.
 
     Returns the table as a string (the caller prints it).
     """
-    return text_table(load_runs(run_dirs))
+    from genlab.report import hype as hype_results
+
+    runs = load_runs(run_dirs)
+    hype_results.attach(runs, list(hype or []))
+    return text_table(runs)
 
 
 def text_table(runs: list[Run]) -> str:

@@ -29,6 +29,7 @@ from genlab.build import Experiment, build
 from genlab.config import RunConfig
 from genlab.data.batches import InMemoryBatches
 from genlab.metrics.evaluate import MAX_VALUES, draw_samples, evaluate_model
+from genlab.models.base import AmortizedPosterior
 from genlab.train import checkpoint as ckpt
 from genlab.train.ema import make_ema
 from genlab.train.pictures import save_samples_png
@@ -104,8 +105,25 @@ class RunContext:
             n = max(8, min(n, MAX_VALUES // (10 * spec.dim)))
         x = draw_samples(model, n, seed=0, spec=spec, sampler=self.exp.sampler, context=labels)
         title = f"{self.cfg.name or self.run_dir.name} — step {tr.step}"
+        if isinstance(model, AmortizedPosterior) and spec.kind == "image":
+            self.reconstructions(model, tr.step)
         return save_samples_png(self.run_dir / "samples" / f"step-{tr.step:06d}.png", x, spec,
                                 self.exp.dataset.test, title, labels=labels, nrow=nrow)
+
+    def reconstructions(self, model: AmortizedPosterior, step: int) -> Path:
+        """``samples/recon-step-N.png``: rows of 8 test images, each followed by its reconstruction
+        (decoder mean at the posterior mean)."""
+        ds = self.exp.dataset
+        spec, x = ds.spec, ds.test[:32]
+        labels = ds.test_y[:32] if model.conditional else None
+        dtype = next(model.parameters()).dtype
+        with torch.no_grad():
+            xm = spec.to_model(x.to(model.device, dtype))
+            rec = spec.to_data(model.reconstruct(xm, context=None if labels is None else labels.to(model.device)))
+        rows = [t for i in range(4) for t in (x[8 * i:8 * i + 8], rec[8 * i:8 * i + 8].cpu().to(x.dtype))]
+        title = f"{self.cfg.name or self.run_dir.name} — each data row above its reconstruction, step {step}"
+        return save_samples_png(self.run_dir / "samples" / f"recon-step-{step:06d}.png", torch.cat(rows), spec,
+                                ds.test, title, nrow=8)
 
 
 class LogCallback(Callback):

@@ -10,6 +10,15 @@ by a circulant matrix ``C``, which the DFT diagonalises: ``F(y) = F(k) * F(x)``.
 * inverse: ``x = IFFT(FFT(y) / FFT(k))`` (division in the Fourier domain);
 * ``log|det C| = sum_f log|FFT(k)_f|`` over all ``N`` frequencies.
 
+Near-singular kernels: a DFT coefficient near 0 makes ``log|det|`` -> -inf and the
+inverse blow up. The layer therefore applies the circulant whose eigenvalues are the
+kernel's DFT with a floor on the modulus, ``lambda' = lambda sqrt(1 + eps^2 / |lambda|^2)``
+(``lambda' = eps`` where ``lambda = 0``; ``eps = min_modulus``): ``|lambda'| =
+sqrt(|lambda|^2 + eps^2) >= eps``, the phase (and so the real, Hermitian structure) is
+kept, and ``log|det| = sum_f 0.5 log(|lambda_f|^2 + eps^2)`` is exact for the map applied.
+Where ``|lambda| >> eps`` this is the convolution by ``k`` up to a relative
+``eps^2 / (2 |lambda|^2)``; :meth:`CircularConv.effective_kernel` is the kernel of the map.
+
 Event shapes: ``(D,)`` is one channel of length ``D``; ``(C, *spatial)`` (e.g. images
 ``(C, H, W)``) gets a separate kernel per channel convolved over the spatial axes
 (2-D circular convolution for images), followed by an invertible ``C x C`` channel
@@ -25,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genlab.kwargs import PositiveInt
+from genlab.kwargs import PositiveFloat, PositiveInt
 from genlab.data.base import DataSpec
 from genlab.models.base import Flow
 
@@ -39,11 +48,16 @@ def _layout(event_shape: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
 
 class CircularConv(nn.Module):
     """Per-channel circular convolution of ``(B, C, *spatial)`` by kernels ``(C, *kernel)``,
-    zero-padded to ``spatial``; initialised at the identity (a delta kernel)."""
+    zero-padded to ``spatial``; initialised at the identity (a delta kernel). Eigenvalue
+    moduli are floored at ``min_modulus`` (see the module docstring)."""
 
-    def __init__(self, channels: int, spatial: tuple[int, ...], kernel_size: int | None):
+    def __init__(self, channels: int, spatial: tuple[int, ...], kernel_size: int | None,
+                 min_modulus: float = 1e-4):
         super().__init__()
+        if not min_modulus > 0:
+            raise ValueError(f"min_modulus must be > 0, got {min_modulus}")
         self.spatial = spatial
+        self.min_modulus = float(min_modulus)
         ks = tuple(s if kernel_size is None else min(kernel_size, s) for s in spatial)
         kernel = torch.zeros(channels, *ks)
         kernel[(slice(None),) + (0,) * len(ks)] = 1.0
@@ -61,22 +75,40 @@ class CircularConv(nn.Module):
         return F.pad(self.kernel, pad)
 
     def spectrum(self) -> Tensor:
-        """Complex ``(C, *spatial)`` DFT of the kernel: the circulant's eigenvalues."""
+        """Complex ``(C, *spatial)`` DFT of the kernel (the circulant's eigenvalues before the floor)."""
         return torch.fft.fftn(self.full_kernel(), dim=self.dims)
 
+    def _floored(self, lam: Tensor) -> Tensor:
+        """``lambda sqrt(1 + eps^2/|lambda|^2)``, ``eps`` at ``lambda = 0`` (finite gradients there)."""
+        r2 = lam.real**2 + lam.imag**2
+        nonzero = r2 > 0
+        gain = torch.sqrt(1 + self.min_modulus**2 / torch.where(nonzero, r2, torch.ones_like(r2)))
+        return torch.where(nonzero, lam * gain, torch.full_like(lam, self.min_modulus))
+
+    def _eigenvalues(self) -> Tensor:
+        """Floored half spectrum (``rfftn``) of the map applied."""
+        return self._floored(torch.fft.rfftn(self.full_kernel(), dim=self.dims))
+
+    def effective_kernel(self) -> Tensor:
+        """``(C, *spatial)`` kernel of the convolution actually applied (``full_kernel`` with the
+        eigenvalue floor)."""
+        return torch.fft.irfftn(self._eigenvalues(), s=self.spatial, dim=self.dims)
+
     def forward_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        k = torch.fft.rfftn(self.full_kernel(), dim=self.dims)
+        k = self._eigenvalues()
         y = torch.fft.irfftn(torch.fft.rfftn(x, dim=self.dims) * k, s=self.spatial, dim=self.dims)
         return y, self.log_abs_det().expand(x.shape[0])
 
     def inverse_and_log_det(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        k = torch.fft.rfftn(self.full_kernel(), dim=self.dims)
+        k = self._eigenvalues()
         x = torch.fft.irfftn(torch.fft.rfftn(y, dim=self.dims) / k, s=self.spatial, dim=self.dims)
         return x, -self.log_abs_det().expand(y.shape[0])
 
     def log_abs_det(self) -> Tensor:
-        """``sum log|FFT(k)|`` over channels and all frequencies (scalar)."""
-        return self.spectrum().abs().log().sum()
+        """``sum_f 0.5 log(|FFT(k)_f|^2 + eps^2)`` over channels and all frequencies (scalar):
+        ``log|det|`` of the map applied, finite for every kernel."""
+        lam = self.spectrum()
+        return (0.5 * torch.log(lam.real**2 + lam.imag**2 + self.min_modulus**2)).sum()
 
 
 class ChannelMix(nn.Module):
@@ -132,17 +164,20 @@ class ConvFlow(Flow):
     Noise -> data applies ``blocks`` times: circular convolution (FFT), channel mixing
     (if ``C > 1``), element-wise sinh-arcsinh. ``kernel_size=None`` uses full-size
     kernels (every circulant); an integer ``k`` uses ``k`` (x ``k``) taps, zero-padded.
-    Works for ``(D,)`` points/tabular rows and ``(C, H, W)`` images alike.
+    Works for ``(D,)`` points/tabular rows and ``(C, H, W)`` images alike. ``min_modulus``
+    floors the moduli of the convolutions' eigenvalues (module docstring), so that a
+    near-singular kernel gives a finite log-det and a bounded inverse.
     """
 
-    def __init__(self, *, data_spec: DataSpec, blocks: PositiveInt = 4, kernel_size: int | None = None):
+    def __init__(self, *, data_spec: DataSpec, blocks: PositiveInt = 4, kernel_size: int | None = None,
+                 min_modulus: PositiveFloat = 1e-4):
         super().__init__()
         self.event_shape = torch.Size(data_spec.event_shape)
         channels, spatial = _layout(tuple(data_spec.event_shape))
         self.view = (channels, *spatial)
         layers: list[nn.Module] = []
         for _ in range(blocks):
-            layers.append(CircularConv(channels, spatial, kernel_size))
+            layers.append(CircularConv(channels, spatial, kernel_size, min_modulus))
             if channels > 1:
                 layers.append(ChannelMix(channels, math.prod(spatial)))
             layers.append(SinhArcsinh(channels, len(spatial)))
@@ -154,7 +189,8 @@ class ConvFlow(Flow):
                              f"got {tuple(x.shape)}")
         return x.reshape(x.shape[0], *self.view)
 
-    def forward_and_log_det(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def forward_and_log_det(self, z: Tensor, *, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self.check_context(context, len(z))
         h = self._check(z)
         total = h.new_zeros(h.shape[0])
         for layer in self.layers:
@@ -162,7 +198,8 @@ class ConvFlow(Flow):
             total = total + ld
         return h.reshape(z.shape), total
 
-    def inverse_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse_and_log_det(self, x: Tensor, *, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self.check_context(context, len(x))
         h = self._check(x)
         total = h.new_zeros(h.shape[0])
         for layer in reversed(self.layers):

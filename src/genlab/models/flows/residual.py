@@ -273,9 +273,10 @@ class ResidualFlow(Flow):
                              f"got {tuple(x.shape)}")
         return x.reshape(x.shape[0], self.dim)
 
-    def inverse_and_log_det(self, x: Tensor, *, generator: torch.Generator | None = None
-                            ) -> tuple[Tensor, Tensor]:
+    def inverse_and_log_det(self, x: Tensor, *, context: Tensor | None = None,
+                            generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Data -> noise, ``(B, *event) -> (z, log|det dz/dx| (B,))``."""
+        self.check_context(context, len(x))
         h = self._flat(x)
         mode = self.logdet if self.training else self.eval_logdet
         total = h.new_zeros(h.shape[0])
@@ -292,9 +293,10 @@ class ResidualFlow(Flow):
             h = affine.to_data(block.to_data(h))
         return h.reshape(z.shape)
 
-    def forward_and_log_det(self, z: Tensor, *, generator: torch.Generator | None = None
-                            ) -> tuple[Tensor, Tensor]:
+    def forward_and_log_det(self, z: Tensor, *, context: Tensor | None = None,
+                            generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Noise -> data by fixed-point inversion; log-det is minus that of the inverse at ``x``."""
+        self.check_context(context, len(z))
         x = self._to_data(z)
         _, ld = self.inverse_and_log_det(x, generator=generator)
         return x, -ld

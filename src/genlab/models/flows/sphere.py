@@ -172,8 +172,9 @@ class SphereFlow(Flow):
         u = stereographic(z)
         return -0.5 * (u * u).sum(1) - 0.5 * self.n * math.log(2 * math.pi) - log_conformal(u)
 
-    def inverse_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse_and_log_det(self, x: Tensor, *, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Data -> base on S^n: ``(B, n+1) -> (z, log dS_z/dS_x (B,))``."""
+        self.check_context(context, len(x))
         self._check(x)
         u = stereographic(x)
         h, total = u, u.new_zeros(u.shape[0])
@@ -182,8 +183,9 @@ class SphereFlow(Flow):
             total = total + ld
         return inverse_stereographic(h), total + log_conformal(h) - log_conformal(u)
 
-    def forward_and_log_det(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def forward_and_log_det(self, z: Tensor, *, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Base -> data on S^n; the log-det is minus the inverse's at the image."""
+        self.check_context(context, len(z))
         self._check(z)
         u0 = stereographic(z)
         h = u0
