@@ -115,8 +115,8 @@ def check_log_det(model: Flow, x: Tensor, n: int = 3, atol: float = 1e-6, contex
     _, ld_fwd = model.forward_and_log_det(z, context=c)
     for i in range(min(n, x.shape[0])):
         ci = None if context is None else context[i:i + 1]
-        ref_inv = _jacobian_logdet(lambda u: model.inverse_and_log_det(u, context=ci)[0], x[i])
-        ref_fwd = _jacobian_logdet(lambda u: model.forward_and_log_det(u, context=ci)[0], z[i].detach())
+        ref_inv = _jacobian_logdet(lambda u, c=ci: model.inverse_and_log_det(u, context=c)[0], x[i])
+        ref_fwd = _jacobian_logdet(lambda u, c=ci: model.forward_and_log_det(u, context=c)[0], z[i].detach())
         torch.testing.assert_close(ld_inv[i].detach(), ref_inv, atol=atol, rtol=1e-6)
         torch.testing.assert_close(ld_fwd[i].detach(), ref_fwd, atol=atol, rtol=1e-6)
 

@@ -168,7 +168,7 @@ def test_digits_split():
 
 def test_every_registered_dataset_builds():
     loaders = {n for n, fn in registry.DATASETS.items() if _required(fn)}
-    assert loaders == {"mnist", "cifar10", "image_folder", "array", "wav"}
+    assert loaders == {"mnist", "cifar10", "image_folder", "array", "wav", "vae_codes"}
     for name, fn in registry.DATASETS.items():
         params = inspect.signature(fn).parameters.values()
         assert all(p.kind is p.KEYWORD_ONLY for p in params), f"{name}: arguments must be keyword-only"

@@ -9,8 +9,8 @@ import math
 
 import pytest
 import torch
-
 from flow_contract import check_flow_contract, prepared
+
 from genlab import registry
 from genlab.data.base import Batch, DataSpec, image_spec
 from genlab.metrics.bpd import BitsPerDim
@@ -178,7 +178,7 @@ def test_mle_uses_the_labels(cond, uncond):
     nll = {}
     for name in (cond, uncond):
         torch.manual_seed(0)
-        kw = dict(hidden=[32, 32]) if "maf" in name else dict(hidden=32)
+        kw = {"hidden": [32, 32]} if "maf" in name else {"hidden": 32}
         model = registry.MODELS[name](data_spec=spec, **kw)
         _train(model, x, y)
         metric = BitsPerDim(data_spec=spec)

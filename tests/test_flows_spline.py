@@ -6,13 +6,13 @@ that integrate to 1."""
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import torch
-
 from flow_contract import check_flow_contract, prepared
+
 from genlab import registry
 from genlab.build import validate
 from genlab.config import from_dict
@@ -88,8 +88,8 @@ def test_spline_guards_bound_widths_heights_derivatives():
     xs, ys, ds = spline.knots(raw)
     assert xs.diff().min() >= 0.01 * 2 - 1e-15 and ys.diff().min() >= 0.02 * 2 - 1e-15
     assert ds.min() >= 0.05
-    for kw in (dict(bins=0, bound=1.0), dict(bins=4, bound=0.0), dict(bins=4, bound=1.0, min_width=0.25),
-               dict(bins=4, bound=1.0, min_derivative=1.0)):
+    for kw in ({"bins": 0, "bound": 1.0}, {"bins": 4, "bound": 0.0}, {"bins": 4, "bound": 1.0, "min_width": 0.25},
+               {"bins": 4, "bound": 1.0, "min_derivative": 1.0}):
         with pytest.raises(ValueError):
             RationalQuadraticSpline(**kw)
     with pytest.raises(ValueError, match="parameters per element"):
@@ -260,3 +260,14 @@ def test_spline_matches_zuko_on_the_same_knots():
     torch.testing.assert_close(y, y_ref, atol=1e-12, rtol=0)
     torch.testing.assert_close(ld, ld_ref, atol=1e-10, rtol=0)
     torch.testing.assert_close(spline.inverse(y, raw)[0], ref.inv(y), atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("recipe", ["digits-nsf-mle", "digits-cond-nsf-mle", "ring8-nsf-mle"])
+def test_recipes_validate_and_build(recipe):
+    import genlab
+    from genlab.build import build_dataset, build_model, load_config
+
+    cfg = load_config(Path(genlab.__file__).parent / "recipes" / f"{recipe}.yaml", [])
+    validate(cfg)
+    model = build_model(cfg.model, build_dataset(cfg.data).spec, cfg.seed)
+    assert model.conditional == recipe.startswith("digits-cond")

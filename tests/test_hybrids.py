@@ -31,9 +31,9 @@ SMALL = {"name": "mlp", "hidden": 32, "depth": 2}
 TARGET = torch.tensor([1.5, -1.0])
 
 
-def _vae(posterior: str = "gaussian", **kw) -> VAE:
+def _vae(posterior: str = "gaussian", noise_std: float = 0.1, **kw) -> VAE:
     torch.manual_seed(0)
-    return VAE(data_spec=POINTS2, latent_dim=2, likelihood="gaussian_fixed", noise_std=0.1, encoder=SMALL,
+    return VAE(data_spec=POINTS2, latent_dim=2, likelihood="gaussian_fixed", noise_std=noise_std, encoder=SMALL,
                decoder=SMALL, posterior=posterior, **kw)
 
 
@@ -141,7 +141,7 @@ def test_alpha_gan_learns_a_gaussian_and_pulls_the_codes_to_the_prior():
     obj.setup(m, POINTS2)
     data = _target(1000, torch.Generator().manual_seed(3))
     before = _energy(_samples(m), data)
-    simple_fit(m, obj, _target, steps=800, lr=3e-3, batch_size=128, seed=0)
+    simple_fit(m, obj, _target, steps=600, lr=3e-3, batch_size=128, seed=0)
     after = _energy(_samples(m), data)
     assert after < 0.1 * before and after < 0.03, (before, after)  # two samples of the target: 0.004
     codes = sample_distribution(m.posterior(data), generator=torch.Generator().manual_seed(4))
@@ -149,15 +149,18 @@ def test_alpha_gan_learns_a_gaussian_and_pulls_the_codes_to_the_prior():
 
 
 def test_avb_learns_a_gaussian():
-    m = _vae("implicit")
+    """Decoder noise 0.3: the posterior stays broad enough for the logistic discriminator to track
+    log q - log p (with 0.1 and one discriminator step per model step, T lags behind a narrowing
+    posterior and training drifts after a few hundred steps; three discriminator steps fix it, slower)."""
+    m = _vae("implicit", noise_std=0.3)
     obj = AVB(discriminator=SMALL, features=8, hidden=32)
     obj.setup(m, POINTS2)
     data = _target(1000, torch.Generator().manual_seed(3))
     before = _energy(_samples(m), data)
-    simple_fit(m, obj, _target, steps=400, lr=3e-3, batch_size=128, seed=0)
+    simple_fit(m, obj, _target, steps=500, lr=3e-3, batch_size=128, seed=0)
     after = _energy(_samples(m), data)
     assert after < 0.1 * before and after < 0.05, (before, after)
-    codes = sample_distribution(m.posterior(data), generator=torch.Generator().manual_seed(4))
+    codes = m.posterior(data).sample(generator=torch.Generator().manual_seed(4))
     assert _energy(codes, torch.randn(1000, 2, generator=torch.Generator().manual_seed(5))) < 0.1
 
 
@@ -253,7 +256,7 @@ def test_ade_with_weight_zero_is_maximum_likelihood_exactly():
         out = obj.loss("model", flow, Batch(x), generator=torch.Generator().manual_seed(2))
         out.loss.backward()
         grads.append([p.grad.clone() for p in flow.parameters()])
-        value = float(out.loss)
+        value = float(out.loss.detach())
         if obj is ade:
             ade_value, ade_logs = value, out.logs
     assert ade_value == value and ade_logs == out.logs
@@ -339,3 +342,22 @@ def test_bad_configurations_fail_with_clear_errors():
         validate(cfg({"name": "cond_vae"}, {"name": "alpha_gan"}, data="digits"))
     for name in ("alpha_gan", "avb", "ade"):
         assert registry.OBJECTIVES[name].__doc__ and "arXiv" in registry.OBJECTIVES[name].__doc__
+
+
+@pytest.mark.parametrize("recipe", ["digits-alpha-gan", "digits-avb", "digits-realnvp-ade"])
+def test_recipes_validate_and_build(recipe):
+    from genlab.build import build, load_config
+    from genlab.config import RECIPES
+
+    exp = build(load_config(RECIPES / f"{recipe}.yaml", []))
+    assert set(exp.objective.player_parameters(exp.model)) == set(exp.objective.players)
+
+
+@pytest.mark.slow
+def test_distribution_matching_bench_quick(tmp_path):
+    from genlab.experiments import distribution_matching
+
+    res = distribution_matching.run(out=tmp_path, quick=True, progress=False)
+    assert {"VAE (x ~ p(x|z))", "VAE (mean)", "AVB (mean)", "alpha-GAN", "GAN"} <= set(res["rows"])
+    assert set(res["latent"]) == {"VAE", "AVB", "alpha-GAN"} and "latent" in res["claims"]
+    assert (tmp_path / "distribution_matching.md").is_file() and (tmp_path / "distribution_matching.png").is_file()

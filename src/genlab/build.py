@@ -104,6 +104,10 @@ def validate(cfg: RunConfig) -> None:
     ocls = _lookup("objectives", oname)
     check_requirements(f"objective '{oname}'", ocls.requires, mcls, mname, fitting("objectives", mcls))
     check_conditioning(f"objective '{oname}'", ocls.conditional, mcls, mname)
+    if labelled is not None and getattr(mcls, "conditional", False) and not ocls.partial_labels:
+        raise ConfigError(f"objective '{oname}' trains the conditional model {mname} on every example's label, but "
+                          f"data.labelled: {labelled} hides the others; drop data.labelled, or use an objective "
+                          "made for partly labelled data (m2)")
     validate_kwargs(ocls, okw, where=f"objective '{oname}'")
     check_sampler(cfg.sampler, mcls, mname)
     for m in cfg.eval.args:

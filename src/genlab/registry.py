@@ -9,6 +9,7 @@ from typing import Any, Callable
 from genlab.data import codes as _codes
 from genlab.data import digits as _digits
 from genlab.data import files as _files
+from genlab.data import probes as _probes
 from genlab.data import sequences as _seq
 from genlab.data import sphere as _sphere
 from genlab.data import synthetic as _syn
@@ -79,6 +80,8 @@ DATASETS: dict[str, Callable[..., Any]] = {
     "sines": _seq.sines,
     "vmf_s2": _sphere.vmf_s2,
     "vmf_s1": _sphere.vmf_s1,
+    "dots": _probes.dots,
+    "bar": _probes.bar,
 }
 
 # --- models -----------------------------------------------------------------

@@ -30,8 +30,12 @@ BENCHES = {
     "tac-gan": "tac_gan",
     "flows": "flows_table",
     "vae-bounds": "vae_bounds",
+    "distribution-matching": "distribution_matching",
     "semi-supervised": "semi_supervised",
     "hierarchical-prior": "hierarchical_prior",
+    "conv-draw": "conv_draw",
+    "helmholtz": "helmholtz",
+    "generalisation": "generalisation",
 }
 #: Feature extractors built into genlab (anything else is a TorchScript path: code).
 BUILTIN_FEATURES = ("auto", "identity", "digits")

@@ -10,8 +10,13 @@ the numbers (wired into ``genlab bench <name>``):
 * ``flows_table``: every flow (and zuko's) on digits, ring8 and a tabular set, equal time budgets;
 * ``tac_gan``: AC-GAN vs TAC-GAN class-conditionals on overlapping 1-D Gaussians (arXiv 1907.02690);
 * ``vae_bounds``: ELBO <= IWAE_k <= AIS, and IWAE training helps (arXiv 1509.00519);
+* ``distribution_matching``: VAEs miss the marginals in latent and visible space; alpha-GAN and AVB
+  against a GAN with the same decoder (arXiv 1802.06847);
 * ``hierarchical_prior``: learned hierarchical prior vs N(0, I) under GECO, graph interpolation (arXiv 1905.04982);
-* ``semi_supervised``: M1, M2 and M1+M2 on digits with 100 labels (arXiv 1406.5298).
+* ``semi_supervised``: M1, M2 and M1+M2 on digits with 100 labels (arXiv 1406.5298);
+* ``generalisation``: numerosity and colour-proportion probes of GAN, VAE and PixelCNN (arXiv 1811.03259);
+* ``helmholtz``: plain wake-sleep vs DDC wake-sleep on one Helmholtz machine, binarised digits (arXiv 1805.11051);
+* ``conv_draw``: Convolutional DRAW, rate and distortion as iterations are added (arXiv 1604.08772).
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 EXPERIMENTS = ("cramer_bias", "flows_table", "many_paths", "modes_table", "tac_gan", "vae_bounds", "hierarchical_prior",
-               "semi_supervised")
+               "semi_supervised", "generalisation", "distribution_matching",
+               "helmholtz", "conv_draw")
 
 
 def progress_bar(total: int, enabled: bool, desc: str):

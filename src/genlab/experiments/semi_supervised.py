@@ -208,8 +208,7 @@ def _figure(path: Path, res: dict, m2_run: Path) -> Path:
     tiles = torch.full((model.num_classes, 10, h + 1, w + 1), float("nan"))  # one blank pixel between images
     tiles[:, :, :h, :w] = x.reshape(model.num_classes, 10, h, w)
     grid = tiles.permute(0, 2, 1, 3).reshape(model.num_classes * (h + 1), 10 * (w + 1))
-    cmap = matplotlib.colormaps["gray_r"].copy()
-    cmap.set_bad("white")
+    cmap = matplotlib.colormaps["gray_r"].with_extremes(bad="white")
     ax2.imshow(grid.numpy(), cmap=cmap, vmin=0, vmax=spec.levels - 1)
     ax2.set_title("M2: x ~ p(x | y, z) (decoder mean), row = y")
     ax2.axis("off")

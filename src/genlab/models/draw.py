@@ -405,7 +405,8 @@ class ConvDRAWPosterior(_Sequence):
         if lead[-1:] != self.batch_shape:
             raise ValueError(f"conv_draw posterior: codes must be (..., {self.batch_shape[0]}, "
                              f"{self.event_shape[0]}), got {tuple(value.shape)}")
-        return self.model.unroll(["given"] * self.model.steps, x=self._repeat_x(lead), z=flat).log_q.sum(1).reshape(lead)
+        out = self.model.unroll(["given"] * self.model.steps, x=self._repeat_x(lead), z=flat)
+        return out.log_q.sum(1).reshape(lead)
 
     @property
     def mean(self) -> Tensor:

@@ -29,8 +29,8 @@ wake and sleep players.
 
 from __future__ import annotations
 
-import math
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -39,7 +39,12 @@ from torch.distributions import Distribution, Independent
 from genlab.data.base import DataSpec
 from genlab.kwargs import PositiveFloat, PositiveInt
 from genlab.models.base import AmortizedPosterior, LatentVariableModel, standard_normal
-from genlab.models.likelihoods import LikelihoodName, check_likelihood, make_likelihood, params_per_pixel
+from genlab.models.likelihoods import (
+    LikelihoodName,
+    check_likelihood,
+    make_likelihood,
+    params_per_pixel,
+)
 from genlab.models.vae import build_decoder, gaussian_posterior
 from genlab.nets.build import build_encoder
 
@@ -78,7 +83,7 @@ class _Helmholtz(LatentVariableModel):
 
     def __init__(self, *, data_spec: DataSpec, latent_dim: PositiveInt = 8, likelihood: LikelihoodName = "bernoulli",
                  decoder: dict[str, Any] | None = None, recognition: dict[str, Any] | None = None,
-                 sample_from: Literal["likelihood", "mean"] = "likelihood"):
+                 sample_from: Literal["likelihood", "mean"] = "likelihood", noise_std: PositiveFloat = 0.1):
         super().__init__()
         check_likelihood(likelihood, data_spec)
         if sample_from not in ("likelihood", "mean"):
@@ -86,7 +91,7 @@ class _Helmholtz(LatentVariableModel):
         self.spec = data_spec
         self.event_shape = torch.Size(data_spec.event_shape)
         self.latent_shape = torch.Size((latent_dim,))
-        self.likelihood_name, self.sample_from = likelihood, sample_from
+        self.likelihood_name, self.sample_from, self.noise_std = likelihood, sample_from, noise_std
         self.n_params = params_per_pixel(likelihood, data_spec)
         event = tuple(data_spec.event_shape)
         # the decoder is built first so that models with the same seed share its initial weights
@@ -115,7 +120,7 @@ class _Helmholtz(LatentVariableModel):
     def likelihood(self, z: Tensor, *, context: Tensor | None = None) -> Distribution:
         self.check_context(context, z.shape[0])
         h = self.decoder(z).reshape(z.shape[0], self.n_params, *self.event_shape)
-        return make_likelihood(self.likelihood_name, h, self.spec)
+        return make_likelihood(self.likelihood_name, h, self.spec, noise_std=self.noise_std)
 
     def sample_prior(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``(n, latent_dim)`` codes ``z ~ N(0, I)``."""
@@ -168,12 +173,13 @@ class DDCHelmholtzMachine(_Helmholtz):
 
     def __init__(self, *, data_spec: DataSpec, latent_dim: PositiveInt = 8, likelihood: LikelihoodName = "bernoulli",
                  decoder: dict[str, Any] | None = None, recognition: dict[str, Any] | None = None,
-                 sample_from: Literal["likelihood", "mean"] = "likelihood", features: PositiveInt = 200,
+                 sample_from: Literal["likelihood", "mean"] = "likelihood", noise_std: PositiveFloat = 0.1,
+                 features: PositiveInt = 200,
                  feature_scale: PositiveFloat = 1.0, feature_seed: int = 0, readout_points: PositiveInt = 2000,
                  readout_ridge: PositiveFloat = 1e-4):
         self.n_features = features
         super().__init__(data_spec=data_spec, latent_dim=latent_dim, likelihood=likelihood, decoder=decoder,
-                         recognition=recognition, sample_from=sample_from)
+                         recognition=recognition, sample_from=sample_from, noise_std=noise_std)
         g = torch.Generator().manual_seed(feature_seed)
         self.register_buffer("feature_w", feature_scale * torch.randn(features, latent_dim, generator=g))
         self.register_buffer("feature_b", feature_scale * torch.randn(features, generator=g))

@@ -52,6 +52,9 @@ class Objective(nn.Module, ABC):
     shares_batch: ClassVar[bool] = False
     #: Needs a conditional model (True), an unconditional one (False), or either (None).
     conditional: ClassVar[bool | None] = False
+    #: Trains on partly labelled data (``batch.known`` False for hidden labels, e.g. M2). Other
+    #: objectives that pass labels on (to conditional models) refuse ``data.labelled``.
+    partial_labels: ClassVar[bool] = False
 
     def setup(self, model: GenerativeModel, data_spec: DataSpec) -> None:
         """Build helper networks sized for the data. Default: none."""

@@ -23,11 +23,14 @@ encoder or an exact likelihood with discriminators. All three hold their helper 
   per dimension under the model's own decoder likelihood, on dequantised inputs for a
   continuous likelihood on discrete data). The default game for both critics is ``ratio``:
   a logistic critic whose player minimises ``-E logit D = E[log(1 - D) - log D]``, the
-  density-ratio form of the paper's Algorithm 1 (``-log r`` with ``r = D / (1 - D)``);
+  density-ratio form ``-log r``, ``r = D / (1 - D)``, of the paper's Algorithm 1 as we read it
+  (for the code game it is the estimate of ``KL(q(z) || p(z))`` the paper derives);
   ``gan``, ``nsgan``, ``hinge``, ``lsgan`` and ``wgan`` are the components of
   :mod:`genlab.objectives.gan_losses`. ``encoder: sample`` uses a reparameterised draw of the
   posterior (so its variance is trained too, and the ``latent`` metric's one-draw codes are
-  what the code critic saw); ``mean`` is a deterministic encoder.
+  what the code critic saw); ``mean`` is a deterministic encoder. With ``reconstruction: l1``
+  only the decoder mean is trained (e.g. the discretised logistic's log-scale never is): sample
+  such a model with ``sample_from: mean``, and do not read its likelihood bounds.
 
 * ``avb``: adversarial variational Bayes (Mescheder, Nowozin & Geiger 2017, arXiv 1701.04722)
   on a VAE with an implicit posterior (``vae`` with ``posterior: implicit``): a discriminator
@@ -86,9 +89,10 @@ HybridLossName = Literal["ratio", "gan", "nsgan", "hinge", "lsgan", "wgan"]
 
 
 class LogRatioLoss(AdversarialLoss):
-    """The density-ratio game: a logistic critic (logit ``D``, so ``D = log r`` estimates
-    ``log p/q``); the player minimises ``-E_Q D = E_Q[log(1 - sigmoid D) - log sigmoid D]``,
-    the sum of the saturating and non-saturating GAN losses (alpha-GAN, arXiv 1706.04987)."""
+    """The density-ratio game: a logistic critic whose logit ``D`` estimates ``log p/q`` (data over
+    model); the player minimises ``-E_Q D = E_Q[log(1 - sigmoid D) - log sigmoid D]``, the sum of
+    the saturating and non-saturating GAN losses, i.e. an estimate of ``KL(Q || P)`` (alpha-GAN,
+    arXiv 1706.04987)."""
 
     def critic_loss(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
         return logistic_critic_loss(d_real, d_fake)

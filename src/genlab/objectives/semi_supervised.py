@@ -52,6 +52,7 @@ class M2Objective(Objective):
     requires: ClassVar[tuple[type, ...]] = (ClassLatentModel, Classifier)
     players: ClassVar[tuple[str, ...]] = ("model",)
     conditional: ClassVar[bool | None] = False
+    partial_labels: ClassVar[bool] = True
 
     def __init__(self, *, alpha: NonNegativeFloat = 1.0, samples: PositiveInt = 1):
         super().__init__()

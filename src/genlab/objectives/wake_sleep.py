@@ -36,13 +36,18 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from genlab.data.base import Batch, DataSpec
 from genlab.kwargs import PositiveFloat, PositiveInt
 from genlab.models.base import GenerativeModel
 from genlab.models.helmholtz import DDCHelmholtzMachine, HelmholtzMachine, ddc_weights
-from genlab.models.likelihoods import likelihood_is_discrete, variational_input
+from genlab.models.likelihoods import (
+    BernoulliLevels,
+    likelihood_is_discrete,
+    variational_input,
+)
 from genlab.objectives.base import LossOutput, Objective
 
 
@@ -56,7 +61,7 @@ class _WakeSleep(Objective):
 
     def setup(self, model: GenerativeModel, data_spec: DataSpec) -> None:
         if not isinstance(model, self.requires):
-            raise ValueError(f"{self.name} needs model {self.model_name}, got {type(model).__name__}")
+            raise ValueError(f"{self.name} needs model {self.model_name}, got {type(model).__name__}")  # noqa: TRY004
         self.spec = data_spec
         self.discrete = likelihood_is_discrete(model)
 
@@ -125,11 +130,25 @@ class DDCWakeSleep(_WakeSleep):
     def wake(self, model: DDCHelmholtzMachine, x: torch.Tensor, generator: torch.Generator | None) -> LossOutput:
         z, w = self.weights(model, x, generator)
         b, s = w.shape
-        xs = x.unsqueeze(1).expand(b, s, *x.shape[1:])
-        log_joint = model.prior().log_prob(z) + model.likelihood(z).log_prob(xs)  # (B, S)
-        surrogate = (w * log_joint).sum(1)
-        return LossOutput(-surrogate.mean() / self.spec.dim,
-                          {"wake": float(surrogate.detach().mean()), "weight_sum": float(w.sum(1).mean())})
+        lik = model.likelihood(z)
+        if isinstance(lik, BernoulliLevels):
+            # sum_b w_bs log p(x_b | z_s) = sum_i eta_si (w^T x)_si - softplus(eta_si) sum_b w_bs: the same
+            # number as the general branch, without forming all B x S pairs
+            k, top = lik.levels_of(x), self.spec.levels - 1
+            if not bool(((k == 0) | (k == top)).all()):
+                raise ValueError(f"likelihood 'bernoulli' needs binary data (levels 0 and {top} only); binarise "
+                                 "it (data.binarize: threshold or stochastic) or use likelihood: categorical")
+            on = (k == top).to(x.dtype).flatten(1)  # (B, D)
+            eta = lik.logits.flatten(1)  # (S, D)
+            ws = w.sum(0)  # (S,)
+            per_s = (eta * (w.T @ on)).sum(1) - F.softplus(eta).sum(1) * ws + ws * model.prior().log_prob(z)
+            mean_surrogate = per_s.sum() / b
+        else:
+            xs = x.unsqueeze(1).expand(b, s, *x.shape[1:])
+            log_joint = model.prior().log_prob(z) + lik.log_prob(xs)  # (B, S)
+            mean_surrogate = (w * log_joint).sum(1).mean()
+        return LossOutput(-mean_surrogate / self.spec.dim,
+                          {"wake": float(mean_surrogate.detach()), "weight_sum": float(w.sum(1).mean())})
 
     def sleep(self, model: DDCHelmholtzMachine, generator: torch.Generator | None) -> LossOutput:
         z, x = model.dream(self.sleep_samples, generator)

@@ -88,6 +88,9 @@ METRIC_DOCS: dict[str, tuple[Direction, str]] = {
     "latent_c2st_acc": (0.5, "C2ST accuracy separating posterior codes from prior codes; 0.5 means they "
                              "match (arXiv 1802.06847)."),
     "latent_c2st_pvalue": ("max", "One-sided binomial p-value of the latent C2ST accuracy."),
+    "classify_error": ("min", "Test error (fraction) of the model's own classifier q(y|x) (M2, arXiv 1406.5298)."),
+    "probe_error": ("min", "Test error (fraction) of a logistic regression fitted on the posterior means of the "
+                           "labelled training examples (M1, arXiv 1406.5298)."),
     # human evaluation: genlab hype report -> genlab compare --hype (docs/human.md)
     "hype_inf": ("max", "HYPE-infinity from human raters: percent of real and generated images misjudged "
                         "with unlimited viewing time; 50 = indistinguishable (arXiv 1904.01121)."),

@@ -284,7 +284,8 @@ def coupling_net(event_shape: Sequence[int], hidden: int, depth: PositiveInt = 2
 class AffineCoupling(Transform):
     """Affine coupling, Real NVP (arXiv 1605.08803), Eq. 9. With binary ``mask`` (the
     event shape) ``b``, data -> noise is ``z = b*x + (1-b)*(x*exp(s) + t)``, where
-    ``(s, t) = net(b*x, context)`` (see :func:`coupling_net`) and ``s = clamp * tanh(s_raw / clamp)`` bounds the scale."""
+    ``(s, t) = net(b*x, context)`` (see :func:`coupling_net`) and
+    ``s = clamp * tanh(s_raw / clamp)`` bounds the scale."""
 
     def __init__(self, mask: Tensor, net: nn.Module, clamp: float = 3.0):
         super().__init__()

@@ -35,11 +35,11 @@ from typing import Callable, ClassVar, Sequence
 import torch
 from torch import nn
 
-from genlab.kwargs import PositiveInt
 from genlab.data.base import DataSpec
-from genlab.models.flows.core import (ActNorm, AffineCoupling, Compose, FactorOut, Inverse, Squeeze,
-                                      Transform, TransformFlow, channel_mask, checkerboard_mask,
-                                      coupling_net, half_mask, labelled_classes)
+from genlab.kwargs import PositiveInt
+from genlab.models.flows.core import (ActNorm, AffineCoupling, Compose, FactorOut, Inverse, Squeeze, Transform,
+                                      TransformFlow, channel_mask, checkerboard_mask, coupling_net, half_mask,
+                                      labelled_classes)
 
 #: A coupling step: binary mask (the shape the step sees) -> the transforms of one step.
 StepFactory = Callable[[torch.Tensor], list[Transform]]
@@ -55,7 +55,7 @@ def coupling_stack(event_shape: Sequence[int], step: StepFactory, *, couplings: 
     """
     shape = tuple(event_shape)
     if len(shape) == 3:
-        c, h, w = shape
+        _, h, w = shape
         if scales < 1 or h % 2**scales or w % 2**scales:
             raise ValueError(f"{name} with scales={scales} needs H and W divisible by {2**scales}, "
                              f"got {h}x{w}; lower model.scales")

@@ -13,8 +13,9 @@ with ``xi = (x - x_k) / w_k``, ``s_k = h_k / w_k`` (Eq. 4):
 its derivative is Eq. 5, and the inverse solves the quadratic ``a xi^2 + b xi + c = 0``
 (Eqs. 6-8) by the paper's ``xi = 2c / (-b - sqrt(b^2 - 4ac))`` when ``b >= 0`` and by the
 equal ``(-b + sqrt(b^2 - 4ac)) / 2a`` when ``b < 0`` (near the right end of a bin whose
-right derivative exceeds twice its slope), so neither form subtracts nearly equal numbers. Zero conditioner outputs give equal bins and unit
-derivatives, i.e. the identity, so every layer starts as the identity.
+right derivative exceeds twice its slope), so neither form subtracts nearly equal
+numbers. Zero conditioner outputs give equal bins and unit derivatives, i.e. the
+identity, so every layer starts as the identity.
 
 * :class:`SplineCoupling`: Real NVP's mask-based coupling with the affine map replaced by
   the spline; ``nsf`` uses :func:`~genlab.models.flows.realnvp.coupling_stack`, so flat
@@ -103,7 +104,8 @@ class RationalQuadraticSpline:
         return 2 * torch.log(s) + torch.log(num) - 2 * torch.log(s + (d0 + d1 - 2 * s) * t)
 
     def _gather(self, k: Tensor, xs: Tensor, ys: Tensor, ds: Tensor) -> tuple[Tensor, ...]:
-        pick = lambda t, i: t.gather(-1, i).squeeze(-1)  # noqa: E731
+        def pick(t: Tensor, i: Tensor) -> Tensor:
+            return t.gather(-1, i).squeeze(-1)
         x0, x1, y0, y1 = pick(xs, k), pick(xs, k + 1), pick(ys, k), pick(ys, k + 1)
         return x0, x1 - x0, y0, y1 - y0, pick(ds, k), pick(ds, k + 1)
 
@@ -228,7 +230,7 @@ class NSF(TransformFlow):
 
     def __init__(self, *, data_spec: DataSpec, couplings: PositiveInt = 8, hidden: PositiveInt = 64,
                  depth: PositiveInt = 2, scales: PositiveInt = 2, per_scale: PositiveInt = 3, bins: PositiveInt = 8,
-                 bound: PositiveFloat = 3.0, actnorm: bool = False, linear: bool = False):
+                 bound: PositiveFloat = 3.0, actnorm: bool = True, linear: bool = False):
         super().__init__()
         self.event_shape = torch.Size(data_spec.event_shape)
         step = spline_step(hidden=hidden, depth=depth, bins=bins, bound=bound, actnorm=actnorm, linear=linear)
