@@ -1,7 +1,8 @@
 """Generalisation probes (Zhao, Ren, Yuan, Song, Goodman & Ermon 2018, "Bias and
 generalization in deep generative models: an empirical study", arXiv 1811.03259).
 
-Train a GAN (``conv_generator`` + ``nsgan``), a VAE (``vae``, categorical decoder,
+Train a GAN (``conv_generator`` + ``nsgan`` with PacGAN packing 2 and an R1 penalty:
+without them the generator collapsed to one image on these sets), a VAE (``vae``, categorical decoder,
 ``elbo``) and an autoregressive model (``pixelcnn``, ``mle``) on probe sets in which one
 feature takes only configured values (:mod:`genlab.data.probes`):
 
@@ -42,8 +43,9 @@ SETTINGS: dict[str, tuple[str, list]] = {
 
 #: model name -> (model section, objective section, lr, default steps, most samples drawn)
 MODELS: dict[str, tuple[dict, dict, float, int]] = {
-    "GAN": ({"name": "conv_generator", "latent_dim": 16, "width": 16},
-            {"name": "nsgan", "critic": {"name": "conv", "width": 16}}, 2e-4, 1000, 1000),
+    "GAN": ({"name": "conv_generator", "latent_dim": 32, "width": 32},
+            {"name": "nsgan", "critic": {"name": "conv", "width": 32}, "pack": 2,
+             "penalty": [{"name": "r1", "weight": 1.0}]}, 2e-4, 2000, 1000),
     "VAE": ({"name": "vae", "latent_dim": 16, "likelihood": "categorical", "encoder": {"name": "conv", "width": 32},
              "decoder": {"name": "conv", "width": 32}}, {"name": "elbo", "warmup": 300}, 1e-3, 1500, 1000),
     "PixelCNN": ({"name": "pixelcnn", "hidden": 24, "layers": 4}, {"name": "mle"}, 1e-3, 400, 300),

@@ -142,7 +142,7 @@ class ConvDRAW(AmortizedPosterior):
 
     def __init__(self, *, data_spec: DataSpec, steps: PositiveInt = 8, hidden: PositiveInt = 16,
                  latent_channels: PositiveInt = 4, downsample: NonNegativeInt = 1, kernel: PositiveInt = 3,
-                 likelihood: LikelihoodName = "bernoulli", noise_std: PositiveFloat = 0.1,
+                 likelihood: LikelihoodName = "logistic", noise_std: PositiveFloat = 0.1,
                  sample_from: Literal["likelihood", "mean"] = "likelihood"):
         super().__init__()
         event = tuple(data_spec.event_shape)
