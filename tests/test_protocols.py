@@ -285,3 +285,14 @@ def test_readme_and_docs_link_only_inside_the_repository():
             path = (doc.parent / target).resolve()
             assert path.is_relative_to(root) and path.exists(), f"{doc.name} links to {target}"
     assert (root / "docs" / "design.md").is_file()
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_every_demo_entry_builds_a_valid_config(quick):
+    """The demo adds the battery and metric arguments to each recipe; every entry must validate."""
+    from genlab.demo import STUDY, demo_config
+
+    for run in STUDY:
+        cfg = demo_config(run, quick)
+        assert set(cfg.eval.args) <= set(cfg.eval.metrics), run.label
+    assert any(r.recipe == "digits-vae" for r in STUDY)

@@ -54,19 +54,24 @@ def battery_for(model_name: str, data_name: str) -> list[str]:
     return [m for m in DIGITS_BATTERY if not missing(registry.METRICS[m].requires, model_cls)]
 
 
-def run_one(run: DemoRun, out: Path, quick: bool) -> dict:
+def demo_config(run: DemoRun, quick: bool):
+    """The validated config of one study entry: its recipe with the demo's battery and protocol."""
     cfg = load_config(resolve_recipe(run.recipe), run.overrides)
     battery = battery_for(cfg.model["name"], cfg.data["name"])
     critic = {"steps": 150 if quick else 600, "progress": False}
     sets = [f"eval.metrics={json.dumps(battery)}", "train.progress=true", "train.ckpt_every=0"]
     if cfg.data["name"] == "digits":  # the test split has 300 images: KID subsets of at most 300
         args = {"critic": critic, "kid": {"subset_size": 100 if quick else 300}, "iwae": {"k": 20 if quick else 200}}
-        sets.append(f"eval.args={json.dumps(args)}")
+        sets.append(f"eval.args={json.dumps({m: a for m, a in args.items() if m in battery})}")
     # one protocol for every model: the same number of samples, whatever the recipe says
     sets.append("eval.n=300" if quick and cfg.data["name"] == "digits" else "eval.n=2500")
     if quick:
         sets += [f"train.steps={run.quick_steps}", "train.sample_every=0"]
-    cfg = load_config(resolve_recipe(run.recipe), run.overrides + sets)
+    return load_config(resolve_recipe(run.recipe), run.overrides + sets)
+
+
+def run_one(run: DemoRun, out: Path, quick: bool) -> dict:
+    cfg = demo_config(run, quick)
     t0 = time.time()
     result = fit(cfg, out / run.label)
     result["seconds"] = time.time() - t0

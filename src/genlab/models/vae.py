@@ -117,7 +117,7 @@ class ImplicitPosterior(Distribution):
         self.features, self.head, self.noise_dim = features, head, int(noise_dim)
         super().__init__(features.shape[:1], torch.Size((latent_dim,)), validate_args=False)
 
-    def rsample(self, sample_shape: torch.Size | tuple = torch.Size(), generator: torch.Generator | None = None
+    def rsample(self, sample_shape: torch.Size | tuple = (), generator: torch.Generator | None = None
                 ) -> Tensor:
         """Reparameterised draws ``(*sample_shape, B, latent_dim)``."""
         shape = torch.Size(sample_shape)
@@ -126,7 +126,7 @@ class ImplicitPosterior(Distribution):
         eps = torch.randn(n * b, self.noise_dim, generator=generator, dtype=h.dtype, device=h.device)
         return self.head(torch.cat([h, eps], 1)).reshape(*shape, b, *self.event_shape)
 
-    def sample(self, sample_shape: torch.Size | tuple = torch.Size(), generator: torch.Generator | None = None
+    def sample(self, sample_shape: torch.Size | tuple = (), generator: torch.Generator | None = None
                ) -> Tensor:
         with torch.no_grad():
             return self.rsample(sample_shape, generator)

@@ -74,14 +74,23 @@ from torch.distributions import Distribution
 from genlab.data.base import Batch, DataSpec
 from genlab.data.dequantize import uniform_dequantize
 from genlab.kwargs import NonNegativeFloat, PositiveInt
-from genlab.models.base import AmortizedPosterior, DensityModel, GenerativeModel, ReparameterizedModel
+from genlab.models.base import (
+    AmortizedPosterior,
+    DensityModel,
+    GenerativeModel,
+    ReparameterizedModel,
+)
 from genlab.models.likelihoods import likelihood_is_discrete, variational_input
 from genlab.models.vae import ImplicitPosterior
 from genlab.nets.build import build_encoder
 from genlab.nets.mlp import MLP
 from genlab.objectives.adversarial import AdversarialObjective
 from genlab.objectives.base import LossOutput, Objective
-from genlab.objectives.gan_losses import ADVERSARIAL_LOSSES, AdversarialLoss, logistic_critic_loss
+from genlab.objectives.gan_losses import (
+    ADVERSARIAL_LOSSES,
+    AdversarialLoss,
+    logistic_critic_loss,
+)
 from genlab.objectives.likelihood import MaximumLikelihood
 from genlab.sampling.importance import sample_distribution
 
