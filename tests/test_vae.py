@@ -392,3 +392,10 @@ def test_graph_path_follows_the_data_and_resampling_is_even():
     assert float(steps.max() - steps.min()) < 0.05 and torch.allclose(even[0], a) and torch.allclose(even[-1], b)
     with pytest.raises(ValueError, match="not connected"):
         graph_path(torch.cat([ring, ring + 10]), ring[0], ring[0] + 10, k=2)
+
+
+def test_variational_objectives_refuse_an_implicit_posterior_at_setup():
+    m = _vae("logistic", "mlp", posterior="implicit", noise_dim=2)
+    for obj in (ELBO(), IWAE(k=2)):
+        with pytest.raises(ValueError, match="implicit"):
+            obj.setup(m, DIGITS)

@@ -42,6 +42,7 @@ from genlab.models.vae import VAE, ConditionalVAE
 from genlab.models.helmholtz import DDCHelmholtzMachine, HelmholtzMachine
 from genlab.models.draw import ConvDRAW
 from genlab.models.semi_supervised import M2
+from genlab.models.csvae import CSVAE
 from genlab.objectives.acgan import ACGAN, TACGAN
 from genlab.objectives.adversarial import MinimaxGAN, NonSaturatingGAN
 from genlab.objectives.conditional import ConditionalGAN
@@ -52,6 +53,7 @@ from genlab.objectives.hinge import HingeGAN
 from genlab.objectives.hybrids import ADE, AVB, AlphaGAN
 from genlab.objectives.likelihood import MaximumLikelihood
 from genlab.objectives.semi_supervised import M2Objective
+from genlab.objectives.csvae import CSVAEObjective
 from genlab.objectives.variational import ELBO, GECO, IWAE
 from genlab.objectives.wake_sleep import DDCWakeSleep, WakeSleep
 from genlab.objectives.lsgan import LeastSquaresGAN
@@ -93,6 +95,7 @@ MODELS: dict[str, type] = {
     "ddc_helmholtz": DDCHelmholtzMachine,
     "conv_draw": ConvDRAW,
     "m2": M2,
+    "csvae": CSVAE,
     "mlp_generator": MLPGenerator,
     "conv_generator": ConvGenerator,
     "cond_mlp_generator": ConditionalMLPGenerator,
@@ -143,6 +146,7 @@ OBJECTIVES: dict[str, type] = {
     "avb": AVB,
     "ade": ADE,
     "m2": M2Objective,
+    "csvae": CSVAEObjective,
 }
 
 # --- metrics ----------------------------------------------------------------

@@ -36,6 +36,7 @@ BENCHES = {
     "conv-draw": "conv_draw",
     "helmholtz": "helmholtz",
     "generalisation": "generalisation",
+    "csvae": "csvae",
 }
 #: Feature extractors built into genlab (anything else is a TorchScript path: code).
 BUILTIN_FEATURES = ("auto", "identity", "digits")

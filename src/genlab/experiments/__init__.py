@@ -17,6 +17,7 @@ the numbers (wired into ``genlab bench <name>``):
 * ``generalisation``: numerosity and colour-proportion probes of GAN, VAE and PixelCNN (arXiv 1811.03259);
 * ``helmholtz``: plain wake-sleep vs DDC wake-sleep on one Helmholtz machine, binarised digits (arXiv 1805.11051);
 * ``conv_draw``: Convolutional DRAW, rate and distortion as iterations are added (arXiv 1604.08772).
+* ``csvae``: CSVAE latent subspaces, y from z vs w and attribute swapping on digits (arXiv 1812.06190).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any, Sequence
 
 EXPERIMENTS = ("cramer_bias", "flows_table", "many_paths", "modes_table", "tac_gan", "vae_bounds", "hierarchical_prior",
                "semi_supervised", "generalisation", "distribution_matching",
-               "helmholtz", "conv_draw")
+               "helmholtz", "conv_draw", "csvae")
 
 
 def progress_bar(total: int, enabled: bool, desc: str):

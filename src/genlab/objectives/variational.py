@@ -54,6 +54,9 @@ class _Variational(Objective):
     conditional: ClassVar[bool | None] = None
 
     def setup(self, model: GenerativeModel, data_spec: DataSpec) -> None:
+        if getattr(model, "implicit_posterior", False):
+            raise ValueError(f"{type(self).__name__.lower()} needs log q(z|x), but the model's posterior is implicit "
+                             "(posterior: implicit); train it with objective avb, or use posterior: gaussian")
         self.spec = data_spec
         self.discrete = likelihood_is_discrete(model)
 
@@ -106,7 +109,8 @@ class ELBO(_Variational):
         w = self.kl_weight(step)
         loss = -(rec - w * kl).mean() / self.spec.dim
         logs = self._logs(rec - kl, offset)
-        logs.update(rec=float(rec.detach().mean()), kl=float(kl.detach().mean()), kl_weight=w)
+        logs.update(loss=float(loss.detach()), rec=float(rec.detach().mean()), kl=float(kl.detach().mean()),
+                    kl_weight=w)
         return LossOutput(loss, logs)
 
 
@@ -137,7 +141,8 @@ class IWAE(_Variational):
             raise ValueError(f"iwae has one player, 'model'; got {player!r}")
         x, offset, ctx = self._inputs(model, batch, generator)
         bound = self.bound(model, x, ctx, generator)
-        return LossOutput(-bound.mean() / self.spec.dim, self._logs(bound, offset))
+        loss = -bound.mean() / self.spec.dim
+        return LossOutput(loss, {"loss": float(loss.detach()), **self._logs(bound, offset)})
 
 
 class GECO(_Variational):
@@ -203,7 +208,8 @@ class GECO(_Variational):
         loss = kl.mean() / self.spec.dim + lam * (c.mean() - self.tolerance)
         self._last_c = float(c.detach().mean())
         logs = self._logs(rec - kl, offset)
-        logs.update(rec=float(rec.detach().mean()), kl=float(kl.detach().mean()), constraint=self._last_c,
+        logs.update(loss=float(loss.detach()), rec=float(rec.detach().mean()), kl=float(kl.detach().mean()),
+                    constraint=self._last_c,
                     **{"lambda": lam})
         return LossOutput(loss, logs)
 
