@@ -113,8 +113,8 @@ def test_loss_terms_equal_their_closed_forms():
     entropy = -(pr * pr.log() + (1 - pr) * (1 - pr).log())
     want = (-2.0 * rec + 0.7 * t["kl_w"] + 0.3 * t["kl_z"] - 5.0 * entropy).mean() / 4
     torch.testing.assert_close(out.loss, want)
-    assert out.logs["elbo"] == pytest.approx(float((rec - t["kl_w"] - t["kl_z"]).mean()))
-    assert out.logs["entropy"] == pytest.approx(float(entropy.mean()))
+    assert out.logs["elbo"] == pytest.approx(float((rec - t["kl_w"] - t["kl_z"]).detach().mean()))
+    assert out.logs["entropy"] == pytest.approx(float(entropy.detach().mean()))
     adv = obj.loss("adversary", m, Batch(x, labels), generator=torch.Generator().manual_seed(4))
     zq = qz.loc + qz.scale * torch.randn(5, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     pa = torch.sigmoid(obj.adversary(zq).squeeze(-1))
@@ -127,7 +127,11 @@ def test_entropy_term_pushes_the_adversary_towards_one_half_and_the_adversary_le
     m = _model(spec=POINTS, attrs=[1], likelihood="gaussian")
     obj = _objective(m, spec=POINTS, reconstruction=0.0, kl_w=0.0, kl_z=0.0, entropy=1.0)
     x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
-    labels = (x[:, 0] > 0).long()  # the attribute is visible in x
+    with torch.no_grad():
+        last = [mod for mod in m.encoder.modules() if isinstance(mod, torch.nn.Linear)][-1]
+        last.bias[3:] = -6.0  # posterior std softplus(-6) = 0.0025: the draws are the means
+        zm = m.posterior_z(x).mean[:, 0]
+    labels = (zm > zm.median()).long()  # the attribute is visible in the (untrained) encoder's z
     batch = Batch(x, labels)
     y = m.attribute(labels).float()
 
@@ -141,21 +145,21 @@ def test_entropy_term_pushes_the_adversary_towards_one_half_and_the_adversary_le
     def confidence():
         with torch.no_grad():
             return float((torch.sigmoid(obj.adversary_logits(m.posterior_z(x).mean)) - 0.5).abs().mean())
-    ce0 = float(obj.loss("adversary", m, batch, generator=torch.Generator().manual_seed(0)).loss)
+    ce0 = obj.loss("adversary", m, batch, generator=torch.Generator().manual_seed(0)).loss.item()
     adv_step(200)
-    ce1 = float(obj.loss("adversary", m, batch, generator=torch.Generator().manual_seed(0)).loss)
+    ce1 = obj.loss("adversary", m, batch, generator=torch.Generator().manual_seed(0)).loss.item()
     assert ce1 < ce0 - 0.05, (ce0, ce1)  # q_delta(y|z) learns y from z
     with torch.no_grad():
         acc = float(((obj.adversary_logits(m.posterior_z(x).mean) > 0).float() == y).float().mean())
     assert acc > 0.7
     before = confidence()
-    opt = torch.optim.SGD(m.encoder.parameters(), lr=0.05)
-    for s in range(30):
+    opt = torch.optim.Adam(m.encoder.parameters(), lr=1e-2)
+    for s in range(50):
         opt.zero_grad()
         obj.loss("model", m, batch, generator=torch.Generator().manual_seed(s)).loss.backward()
         opt.step()
     after = confidence()
-    assert after < 0.5 * before, (before, after)  # the encoder made the (fixed) adversary unsure
+    assert after < 0.25 * before, (before, after)  # the encoder made the (fixed) adversary unsure
 
 
 def test_swap_changes_the_attribute_latent_only():
@@ -191,7 +195,10 @@ def test_save_load_round_trip_through_genlab_train(tmp_path):
         "objective: {name: csvae, hidden: 8, depth: 1}\n"
         "train: {steps: 3, batch_size: 8, sample_every: 0, ckpt_every: 0}\neval: {metrics: []}\n")
     fit(load_config(cfg), tmp_path / "run")
-    assert (tmp_path / "run" / "objective.safetensors").exists() or any((tmp_path / "run").rglob("objective*"))
+    from safetensors.torch import load_file
+
+    adversary = load_file(next((tmp_path / "run" / "ckpt").glob("step-*/objective.safetensors")))
+    assert any(k.startswith("adversary.") for k in adversary)  # q_delta is saved with the objective
     m = load(tmp_path / "run")
     assert isinstance(m, CSVAE) and m.attribute_classes == EVEN
     ref = CSVAE(data_spec=DIGITS, attribute_classes=EVEN, z_dim=3, w_dim=2,
@@ -245,3 +252,14 @@ def test_bench_is_registered():
 
     assert BENCHES["csvae"] == "csvae" and "csvae" in EXPERIMENTS
     assert registry.MODELS["csvae"] is CSVAE and registry.OBJECTIVES["csvae"] is CSVAEObjective
+
+
+def test_recipe_validates_and_builds():
+    from pathlib import Path
+
+    import genlab
+    from genlab.build import build, load_config
+
+    exp = build(load_config(Path(genlab.__file__).parent / "recipes" / "digits-csvae.yaml", []))
+    assert isinstance(exp.model, CSVAE) and exp.model.attribute_classes == EVEN
+    assert isinstance(exp.objective, CSVAEObjective) and exp.objective.beta_rec == 1.0

@@ -26,7 +26,7 @@ input; default: the ``encoder`` spec) and ``decoder`` specs as for ``vae``
 (:func:`genlab.nets.build.build_encoder`, :func:`genlab.models.vae.build_decoder`); ``likelihood``
 any of :mod:`genlab.models.likelihoods`. ``p(w|y)``: means initialised at ``0`` (``y = 0``) and
 ``prior_init`` in every coordinate (``y = 1``), scales at 1; ``learn_prior: false`` keeps them
-fixed (the paper's experiments fix them).
+fixed.
 """
 
 from __future__ import annotations
@@ -41,7 +41,12 @@ from torch.distributions import Distribution, Independent, Normal
 from genlab.data.base import DataSpec
 from genlab.kwargs import PositiveFloat, PositiveInt
 from genlab.models.base import AmortizedPosterior, standard_normal
-from genlab.models.likelihoods import LikelihoodName, check_likelihood, make_likelihood, params_per_pixel
+from genlab.models.likelihoods import (
+    LikelihoodName,
+    check_likelihood,
+    make_likelihood,
+    params_per_pixel,
+)
 from genlab.models.vae import MIN_STD, build_decoder, build_encoder, gaussian_posterior
 from genlab.nets.conditional import concat_onehot, concat_shape
 

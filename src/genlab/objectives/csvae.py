@@ -69,7 +69,7 @@ class CSVAEObjective(Objective):
 
     def setup(self, model: GenerativeModel, data_spec: DataSpec) -> None:
         if not isinstance(model, CSVAE):
-            raise ValueError(f"objective csvae trains model csvae; got {type(model).__name__}")
+            raise ValueError(f"objective csvae trains model csvae; got {type(model).__name__}")  # noqa: TRY004
         if data_spec.classes is None:
             raise ValueError(f"objective csvae needs labelled data (the attribute comes from labels); "
                              f"{data_spec.name} has none")
