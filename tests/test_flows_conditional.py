@@ -9,7 +9,7 @@ import math
 
 import pytest
 import torch
-from flow_contract import check_flow_contract, prepared
+from flow_contract import check_flow_contract, grid_mass, prepared
 
 from genlab import registry
 from genlab.data.base import Batch, DataSpec, image_spec
@@ -52,20 +52,12 @@ def test_contract_images_at_fixed_context(name, tmp_path):
                         context=torch.tensor([3, 7, 0, 9]))
 
 
-def _grid_mass(model, y: int, lim: float = 6.0, n: int = 300) -> float:
-    h = 2 * lim / n
-    c = torch.linspace(-lim + h / 2, lim - h / 2, n, dtype=F64)
-    pts = torch.cartesian_prod(c, c)
-    with torch.no_grad():
-        return float(model.log_prob(pts, context=torch.full((len(pts),), y)).exp().sum() * h * h)
-
-
 @pytest.mark.parametrize("name", list(FLAT))
 def test_each_class_density_integrates_to_one_and_they_differ(name):
     x = 1.5 * torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
     model = prepared(lambda: FLAT[name](PTS), x, perturb=0.2, context=torch.arange(64) % 3)
     for y in range(3):
-        assert abs(_grid_mass(model, y) - 1.0) < 1e-2, f"class {y}"
+        assert abs(grid_mass(model, context=y, lim=6.0, n=300) - 1.0) < 1e-2, f"class {y}"
     inside = torch.rand(64, 2, dtype=F64, generator=torch.Generator().manual_seed(1)) * 2 - 1  # off the tails
     with torch.no_grad():
         lp = torch.stack([model.log_prob(inside, context=torch.full((64,), y)) for y in range(3)])

@@ -655,6 +655,17 @@ def _driver():
     return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)  # never downloads a driver
 
 
+def _start_rater(drv, url: str) -> str:
+    """Open the start page, press start, and return the rater id the server assigned."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    drv.get(url + "/")
+    drv.find_element(By.ID, "start").click()
+    WebDriverWait(drv, 10).until(lambda d: "/r/" in d.current_url)
+    return drv.current_url.rstrip("/").rsplit("/", 1)[-1]
+
+
 def _wait_ready(drv, timeout: float = 15.0) -> None:
     """Until the page has loaded its image and opened the answer buttons (data-ready)."""
     from selenium.webdriver.support.ui import WebDriverWait
@@ -702,10 +713,7 @@ def test_browser_rater_completes_qualification_and_study(tmp_path):
     drv = _driver()
     clicks = []
     try:
-        drv.get(run.url + "/")
-        drv.find_element(By.ID, "start").click()
-        WebDriverWait(drv, 10).until(lambda d: "/r/" in d.current_url)
-        rid = drv.current_url.rstrip("/").rsplit("/", 1)[-1]
+        rid = _start_rater(drv, run.url)
         for i in range(study.n_trials):
             _wait_ready(drv)
             assert drv.find_element(By.ID, "progress").text.startswith(f"image {i + 1 - (4 if i >= 4 else 0)} of")
@@ -750,10 +758,7 @@ def test_browser_hype_time_flashes_for_the_staircase_exposure(tmp_path):
     run = server.start(path)
     drv = _driver()
     try:
-        drv.get(run.url + "/")
-        drv.find_element(By.ID, "start").click()
-        WebDriverWait(drv, 10).until(lambda d: "/r/" in d.current_url)
-        rid = drv.current_url.rstrip("/").rsplit("/", 1)[-1]
+        rid = _start_rater(drv, run.url)
         for i in range(study.n_trials):
             _wait_ready(drv)
             if i >= 2:  # timed: once answers open, the image has been hidden again
