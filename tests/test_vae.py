@@ -399,3 +399,15 @@ def test_variational_objectives_refuse_an_implicit_posterior_at_setup():
     for obj in (ELBO(), IWAE(k=2)):
         with pytest.raises(ValueError, match="implicit"):
             obj.setup(m, DIGITS)
+
+
+def test_conditional_model_with_hidden_labels_is_refused_before_training():
+    from genlab.build import validate
+    from genlab.config import from_dict
+    from genlab.kwargs import ConfigError
+
+    cfg = from_dict({"data": {"name": "digits", "labelled": 100}, "model": {"name": "cond_vae"},
+                     "objective": {"name": "elbo"}})
+    with pytest.raises(ConfigError, match="data.labelled"):
+        validate(cfg)
+    validate(from_dict({"data": {"name": "digits"}, "model": {"name": "cond_vae"}, "objective": {"name": "elbo"}}))
