@@ -42,6 +42,7 @@ from genlab.models.vae import VAE, ConditionalVAE
 from genlab.models.helmholtz import DDCHelmholtzMachine, HelmholtzMachine
 from genlab.models.draw import ConvDRAW
 from genlab.models.semi_supervised import M2
+from genlab.models.ssvae import PartiallySpecifiedVAE
 from genlab.models.csvae import CSVAE
 from genlab.objectives.acgan import ACGAN, TACGAN
 from genlab.objectives.adversarial import MinimaxGAN, NonSaturatingGAN
@@ -53,6 +54,7 @@ from genlab.objectives.hinge import HingeGAN
 from genlab.objectives.hybrids import ADE, AVB, AlphaGAN
 from genlab.objectives.likelihood import MaximumLikelihood
 from genlab.objectives.semi_supervised import M2Objective
+from genlab.objectives.ssvae import SSVAEObjective
 from genlab.objectives.csvae import CSVAEObjective
 from genlab.objectives.variational import ELBO, GECO, IWAE
 from genlab.objectives.wake_sleep import DDCWakeSleep, WakeSleep
@@ -95,6 +97,7 @@ MODELS: dict[str, type] = {
     "ddc_helmholtz": DDCHelmholtzMachine,
     "conv_draw": ConvDRAW,
     "m2": M2,
+    "ssvae": PartiallySpecifiedVAE,
     "csvae": CSVAE,
     "mlp_generator": MLPGenerator,
     "conv_generator": ConvGenerator,
@@ -146,6 +149,7 @@ OBJECTIVES: dict[str, type] = {
     "avb": AVB,
     "ade": ADE,
     "m2": M2Objective,
+    "ssvae": SSVAEObjective,
     "csvae": CSVAEObjective,
 }
 

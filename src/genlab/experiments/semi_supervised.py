@@ -12,11 +12,14 @@ For each seed (the run seed, which picks the 100 labelled images and initialises
 * **M1**: recipe ``digits-m1``, a VAE trained without labels, and the same logistic regression
   on its posterior means (metric ``latent_probe``);
 * **M2**: recipe ``digits-m2`` (metric ``classify_error``);
-* **M1+M2**: recipe ``digits-m1m2``, M2 on the M1 run's posterior means (dataset ``vae_codes``).
+* **M1+M2**: recipe ``digits-m1m2``, M2 on the M1 run's posterior means (dataset ``vae_codes``);
+* **SSVAE**: recipe ``digits-ssvae``, the partially-specified model of Siddharth et al. 2017
+  (arXiv 1706.00400) with the code-first encoder ``q(z|x) q(y|x,z)`` (metric ``classify_error``).
 
 Also reported: the held-out ``IWAE_100`` bound of M1 and M2 (same decoder family and nets),
 nats per image. Outputs ``semi_supervised.md``, ``semi_supervised.png`` (test errors with
-one dot per seed; M2's class-conditional samples) and ``semi_supervised.json``.
+one dot per seed; M2's class-conditional samples; SSVAE's style transfer: test digits' codes
+decoded under every label) and ``semi_supervised.json``.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from genlab.experiments import progress_bar, write_table
 #: The paper's MNIST test errors with 100 labels (Table 1), for reference.
 PAPER = {"supervised MLP": 25.81, "logistic on pixels": 16.81, "M1": 11.82, "M2": 11.97, "M1+M2": 3.33}
 PAPER_NOTE = {"logistic on pixels": "TSVM on pixels", "M1": "M1+TSVM", "supervised MLP": "NN"}
-METHODS = ("supervised MLP", "logistic on pixels", "M1", "M2", "M1+M2")
+METHODS = ("supervised MLP", "logistic on pixels", "M1", "M2", "M1+M2", "SSVAE")
 LABELS = 100
 
 
@@ -108,7 +111,7 @@ def run(*, out: str | Path, quick: bool = False, progress: bool = True, seeds: S
     m2_steps = steps or int(m2_recipe["train"]["steps"])
     errors: dict[str, list[float]] = {m: [] for m in METHODS}
     seconds: dict[str, list[float]] = {m: [] for m in METHODS}
-    bounds: dict[str, list[float]] = {"M1": [], "M2": []}
+    bounds: dict[str, list[float]] = {"M1": [], "M2": [], "SSVAE": []}
     bar = progress_bar(len(seeds) * len(METHODS), progress, "semi-supervised")
     for seed in seeds:
         data = build_dataset({"name": "digits", "labelled": LABELS}, seed)
@@ -138,10 +141,16 @@ def run(*, out: str | Path, quick: bool = False, progress: bool = True, seeds: S
         errors["M1+M2"].append(m12["eval"]["classify_error"])
         seconds["M1+M2"].append(m1["seconds"] + m12["seconds"])
         bar.update(1)
+        ss = train_run("digits-ssvae", runs / "digits-ssvae", seed=seed, steps=steps)
+        errors["SSVAE"].append(ss["eval"]["classify_error"])
+        bounds["SSVAE"].append(ss["eval"]["iwae_log_px"])
+        seconds["SSVAE"].append(ss["seconds"])
+        bar.update(1)
     bar.close()
     res: dict[str, Any] = {"seeds": list(seeds), "labels": LABELS, "steps": steps, "errors": errors,
                            "seconds": seconds, "iwae_100": bounds, "paper_mnist_100": PAPER}
-    res["figure"] = str(_figure(out / "semi_supervised.png", res, out / "runs" / f"seed{seeds[0]}" / "digits-m2"))
+    first = out / "runs" / f"seed{seeds[0]}"
+    res["figure"] = str(_figure(out / "semi_supervised.png", res, first / "digits-m2", first / "digits-ssvae"))
     res["text"] = _table(out / "semi_supervised.md", res)
     (out / "semi_supervised.json").write_text(json.dumps({k: v for k, v in res.items() if k != "text"}, indent=1))
     return res
@@ -158,7 +167,7 @@ def _table(path: Path, res: dict) -> str:
     for m in METHODS:
         mean, sd = _mean_sd(res["errors"][m])
         err = f"{100 * mean:.1f}" + ("" if math.isnan(sd) else f" ± {100 * sd:.1f}")
-        paper = f"{PAPER[m]:.2f}" + (f" ({PAPER_NOTE[m]})" if m in PAPER_NOTE else "")
+        paper = "-" if m not in PAPER else f"{PAPER[m]:.2f}" + (f" ({PAPER_NOTE[m]})" if m in PAPER_NOTE else "")
         rows.append([m, err, ", ".join(f"{100 * e:.1f}" for e in res["errors"][m]),
                      f"{sum(res['seconds'][m]) / len(res['seconds'][m]):.0f}", paper])
     n = len(res["seeds"])
@@ -177,7 +186,16 @@ def _table(path: Path, res: dict) -> str:
     return text
 
 
-def _figure(path: Path, res: dict, m2_run: Path) -> Path:
+def _digit_grid(x: torch.Tensor, rows: int, cols: int, spec) -> torch.Tensor:
+    """``(rows * cols, 1, h, w)`` data-space images -> one ``(rows*(h+1), cols*(w+1))`` picture with
+    a blank (NaN) pixel between images."""
+    h, w = spec.event_shape[1:]
+    tiles = torch.full((rows, cols, h + 1, w + 1), float("nan"))
+    tiles[:, :, :h, :w] = x.reshape(rows, cols, h, w)
+    return tiles.permute(0, 2, 1, 3).reshape(rows * (h + 1), cols * (w + 1))
+
+
+def _figure(path: Path, res: dict, m2_run: Path, ssvae_run: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -185,7 +203,7 @@ def _figure(path: Path, res: dict, m2_run: Path) -> Path:
 
     from genlab import load
 
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [1.5, 1]})
+    fig, (ax, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.4), gridspec_kw={"width_ratios": [1.5, 1, 1.1]})
     for i, m in enumerate(METHODS):
         v = [100 * e for e in res["errors"][m]]
         mean, sd = _mean_sd(v)
@@ -204,14 +222,21 @@ def _figure(path: Path, res: dict, m2_run: Path) -> Path:
     with torch.no_grad():
         z = torch.randn(len(y), *model.latent_shape, generator=g)
         x = spec.to_data(model.likelihood_given(z, y).mean).clamp(0, spec.levels - 1)
-    h, w = spec.event_shape[1:]
-    tiles = torch.full((model.num_classes, 10, h + 1, w + 1), float("nan"))  # one blank pixel between images
-    tiles[:, :, :h, :w] = x.reshape(model.num_classes, 10, h, w)
-    grid = tiles.permute(0, 2, 1, 3).reshape(model.num_classes * (h + 1), 10 * (w + 1))
     cmap = matplotlib.colormaps["gray_r"].with_extremes(bad="white")
-    ax2.imshow(grid.numpy(), cmap=cmap, vmin=0, vmax=spec.levels - 1)
+    ax2.imshow(_digit_grid(x, model.num_classes, 10, spec).numpy(), cmap=cmap, vmin=0, vmax=spec.levels - 1)
     ax2.set_title("M2: x ~ p(x | y, z) (decoder mean), row = y")
     ax2.axis("off")
+    from genlab.build import build_dataset
+
+    ss = load(ssvae_run)
+    test = build_dataset({"name": "digits"}, 0).test[:8]
+    with torch.no_grad():
+        xm = spec.to_model(test.float())
+        moved = torch.cat([torch.cat([test[i:i + 1].float(), spec.to_data(ss.transfer(
+            xm[i:i + 1].expand(10, *xm.shape[1:]), torch.arange(10))).clamp(0, spec.levels - 1)]) for i in range(8)])
+    ax3.imshow(_digit_grid(moved, 8, 11, spec).numpy(), cmap=cmap, vmin=0, vmax=spec.levels - 1)
+    ax3.set_title("SSVAE: test digit (left), its code z\nwith y = 0..9 (style transfer)")
+    ax3.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

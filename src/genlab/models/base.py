@@ -216,6 +216,32 @@ class ClassLatentModel(LatentVariableModel):
         batch shape ``(B,)``, event shape ``latent_shape``, reparameterised."""
 
 
+class PartiallySpecifiedModel(LatentVariableModel):
+    """A latent-variable model whose latents are partly tied to labels (Siddharth et al. 2017,
+    arXiv 1706.00400): ``p(y) p(z) p(x | y, z)`` with a code-first encoder ``q(z | x) q(y | x, z)``.
+    ``prior()``/``likelihood(z)`` are over ``z`` with ``y`` summed out; the parts the ``ssvae``
+    objective needs are ``class_prior()``, ``likelihood_given(z, y)``, ``code_posterior(x)``
+    (reparameterised ``q(z | x)``) and ``label_logits(x, z)`` (``q(y | x, z)``)."""
+
+    num_classes: int
+
+    @abstractmethod
+    def class_prior(self) -> torch.distributions.Categorical:
+        """``p(y)`` over ``num_classes`` classes (batch shape ``()``)."""
+
+    @abstractmethod
+    def likelihood_given(self, z: Tensor, y: Tensor) -> torch.distributions.Distribution:
+        """``p(x | y, z)`` for codes ``(B, *latent_shape)`` and labels ``(B,)``: batch shape ``(B,)``."""
+
+    @abstractmethod
+    def code_posterior(self, x: Tensor) -> torch.distributions.Distribution:
+        """``q(z | x)`` for ``x`` ``(B, *event_shape)``: batch shape ``(B,)``, reparameterised."""
+
+    @abstractmethod
+    def label_logits(self, x: Tensor, z: Tensor) -> Tensor:
+        """Logits ``(B, num_classes)`` of ``q(y | x, z)``."""
+
+
 class DecoderModel(ReparameterizedModel):
     """An implicit model ``x = g(z)``, ``z ~ N(0, I)``: a GAN generator.
 
